@@ -1,0 +1,57 @@
+// The palette and context-menu commands.
+import * as path from 'path';
+import * as vscode from 'vscode';
+import { INSPECTOR_VIEW_TYPE, type InspectorProvider } from './inspector/inspectorProvider';
+import { REVEAL_LAYER_COMMAND } from './layersView/layersView';
+
+export const INSPECT_MODEL_COMMAND = 'quantlens.inspectModel';
+export const SHOW_LOG_COMMAND = 'quantlens.showLog';
+
+const MODEL_EXTENSIONS = ['onnx', 'safetensors'];
+
+export function registerCommands(inspector: InspectorProvider, log: vscode.LogOutputChannel): vscode.Disposable[] {
+  return [
+    // From the explorer's context menu VS Code passes the clicked file and the whole selection.
+    vscode.commands.registerCommand(INSPECT_MODEL_COMMAND, async (clicked?: unknown, selection?: unknown) => {
+      const chosen = Array.isArray(selection) && selection.length > 0 ? selection : clicked ? [clicked] : [];
+      const uris = chosen.filter((u): u is vscode.Uri => u instanceof vscode.Uri);
+      if (uris.length === 0) {
+        const picked = await pickModel();
+        if (picked) uris.push(picked);
+      }
+      for (const uri of uris) await vscode.commands.executeCommand('vscode.openWith', uri, INSPECTOR_VIEW_TYPE);
+    }),
+    vscode.commands.registerCommand(REVEAL_LAYER_COMMAND, (name: unknown) => {
+      if (typeof name === 'string') return inspector.selectLayer(name);
+      return false;
+    }),
+    vscode.commands.registerCommand(SHOW_LOG_COMMAND, () => log.show()),
+  ];
+}
+
+/** A quick pick of the workspace's models, with a file dialog for anything else. */
+async function pickModel(): Promise<vscode.Uri | undefined> {
+  const files = await vscode.workspace.findFiles(`**/*.{${MODEL_EXTENSIONS.join(',')}}`, '**/node_modules/**', 1000);
+  if (files.length === 0) return browseForModel();
+  const browse: vscode.QuickPickItem = { label: '$(folder-opened) Browse…', alwaysShow: true };
+  const items = files
+    .map((uri) => ({ label: path.basename(uri.fsPath), description: vscode.workspace.asRelativePath(uri), uri }))
+    .sort((a, b) => a.description.localeCompare(b.description));
+  const choice = await vscode.window.showQuickPick<vscode.QuickPickItem & { uri?: vscode.Uri }>([...items, browse], {
+    title: 'QuantLens: Inspect Model',
+    placeHolder: 'Choose an ONNX or safetensors model',
+    matchOnDescription: true,
+  });
+  if (!choice) return undefined;
+  return choice.uri ?? browseForModel();
+}
+
+async function browseForModel(): Promise<vscode.Uri | undefined> {
+  const picked = await vscode.window.showOpenDialog({
+    title: 'QuantLens: Inspect Model',
+    canSelectMany: false,
+    filters: { Models: MODEL_EXTENSIONS },
+    openLabel: 'Inspect',
+  });
+  return picked?.[0];
+}

@@ -1,0 +1,235 @@
+// Host half of the inspector: a read-only custom editor whose webview shows one model's summary and layer table.
+// The document owns one inspection (shared through EngineHost's cache); each editor panel replays it to its webview
+// whenever that webview (re)loads and says 'ready', so hidden panels need not keep their context.
+import * as path from 'path';
+import * as vscode from 'vscode';
+import type { HostToInspector, InspectorToHost } from '../../protocol/inspector';
+import type { InspectorRendered } from '../../protocol/testApi';
+import type { EngineHost } from '../engineHost';
+import { describeFailure, Inspection, type InspectionUpdate } from '../inspection';
+import { inspectorHtml, makeNonce } from './html';
+
+export const INSPECTOR_VIEW_TYPE = 'quantlens.inspector';
+
+export class InspectorDocument implements vscode.CustomDocument {
+  /** Started by the first editor that shows this document. */
+  inspection: Promise<Inspection> | undefined;
+
+  constructor(readonly uri: vscode.Uri) {}
+
+  get fileName(): string {
+    return path.basename(this.uri.fsPath || this.uri.path);
+  }
+
+  dispose(): void {
+    // Nobody shows this file any more: stop work nobody will see.
+    void this.inspection?.then((inspection) => {
+      if (inspection.running) inspection.cancel();
+    });
+  }
+}
+
+/** The model the Layers view follows: the one in the most recently active inspector. */
+export interface ActiveModel {
+  document: InspectorDocument;
+  inspection: Promise<Inspection>;
+}
+
+class InspectorEditor {
+  private subscription: { dispose(): void } | undefined;
+  private ready = false;
+  private pendingSelect: string | undefined;
+
+  constructor(
+    readonly document: InspectorDocument,
+    readonly panel: vscode.WebviewPanel,
+    private readonly inspection: Promise<Inspection>,
+  ) {}
+
+  /** The webview (re)loaded: send it everything from the start. */
+  async onReady(): Promise<void> {
+    this.subscription?.dispose();
+    this.ready = true;
+    this.post({ type: 'loading', fileName: this.document.fileName });
+    const inspection = await this.inspection;
+    this.subscription = inspection.subscribe((update) => this.post(toMessage(update, this.document.fileName)));
+    if (this.pendingSelect !== undefined) {
+      this.post({ type: 'select', name: this.pendingSelect });
+      this.pendingSelect = undefined;
+    }
+  }
+
+  select(name: string): void {
+    if (this.ready) this.post({ type: 'select', name });
+    else this.pendingSelect = name;
+  }
+
+  dispose(): void {
+    this.subscription?.dispose();
+  }
+
+  private post(message: HostToInspector): void {
+    void this.panel.webview.postMessage(message);
+  }
+}
+
+export class InspectorProvider implements vscode.CustomReadonlyEditorProvider<InspectorDocument>, vscode.Disposable {
+  private readonly editors = new Set<InspectorEditor>();
+  private active: InspectorEditor | undefined;
+  /** What each file's webview last reported, keyed by fsPath (the test API reads these). */
+  private readonly rendered = new Map<string, InspectorRendered>();
+  private readonly shownErrors = new Map<string, string>();
+
+  private readonly activeModelEmitter = new vscode.EventEmitter<ActiveModel | undefined>();
+  readonly onDidChangeActiveModel = this.activeModelEmitter.event;
+  private readonly selectedEmitter = new vscode.EventEmitter<{ document: InspectorDocument; name: string }>();
+  /** The user selected a row in an inspector. */
+  readonly onDidSelectLayer = this.selectedEmitter.event;
+
+  constructor(
+    private readonly extensionUri: vscode.Uri,
+    private readonly host: EngineHost,
+    private readonly log: vscode.LogOutputChannel,
+  ) {}
+
+  get activeModel(): ActiveModel | undefined {
+    const editor = this.active;
+    return editor && { document: editor.document, inspection: this.inspectionOf(editor.document) };
+  }
+
+  lastRendered(fsPath: string): InspectorRendered | undefined {
+    return this.rendered.get(fsPath);
+  }
+
+  lastError(fsPath: string): string | undefined {
+    return this.shownErrors.get(fsPath);
+  }
+
+  /** Selects a layer in the active inspector; false when no inspector is open. */
+  selectLayer(name: string): boolean {
+    if (!this.active) return false;
+    this.active.select(name);
+    return true;
+  }
+
+  openCustomDocument(uri: vscode.Uri): InspectorDocument {
+    return new InspectorDocument(uri);
+  }
+
+  resolveCustomEditor(document: InspectorDocument, panel: vscode.WebviewPanel): void {
+    const fsPath = document.uri.fsPath;
+    this.rendered.delete(fsPath);
+    this.shownErrors.delete(fsPath);
+
+    const webview = panel.webview;
+    const dist = vscode.Uri.joinPath(this.extensionUri, 'dist', 'webview');
+    const codicons = vscode.Uri.joinPath(this.extensionUri, 'node_modules', '@vscode', 'codicons', 'dist');
+    const styles = vscode.Uri.joinPath(this.extensionUri, 'webview', 'inspector');
+    webview.options = { enableScripts: true, localResourceRoots: [dist, codicons, styles] };
+    webview.html = inspectorHtml({
+      cspSource: webview.cspSource,
+      nonce: makeNonce(),
+      scriptUri: webview.asWebviewUri(vscode.Uri.joinPath(dist, 'inspector.js')).toString(),
+      styleUri: webview.asWebviewUri(vscode.Uri.joinPath(styles, 'inspector.css')).toString(),
+      codiconsUri: webview.asWebviewUri(vscode.Uri.joinPath(codicons, 'codicon.css')).toString(),
+    });
+
+    const editor = new InspectorEditor(document, panel, this.inspectionOf(document));
+    this.editors.add(editor);
+    const subscriptions: vscode.Disposable[] = [
+      webview.onDidReceiveMessage((message: InspectorToHost) => this.onMessage(editor, message)),
+      panel.onDidChangeViewState(() => {
+        if (panel.active) this.setActive(editor);
+      }),
+    ];
+    panel.onDidDispose(() => {
+      subscriptions.forEach((s) => s.dispose());
+      editor.dispose();
+      this.editors.delete(editor);
+      if (this.active === editor) {
+        const next = [...this.editors].find((e) => e.panel.visible) ?? [...this.editors].pop();
+        this.setActive(next);
+      }
+    });
+    // A newly opened editor is the one the user is looking at.
+    this.setActive(editor);
+  }
+
+  dispose(): void {
+    this.activeModelEmitter.dispose();
+    this.selectedEmitter.dispose();
+  }
+
+  private onMessage(editor: InspectorEditor, message: InspectorToHost): void {
+    const fsPath = editor.document.uri.fsPath;
+    switch (message?.type) {
+      case 'ready':
+        editor.onReady().catch((err) => this.log.error(`Inspector for ${fsPath}: ${String(err)}`));
+        break;
+      case 'selected':
+        if (typeof message.name === 'string') this.selectedEmitter.fire({ document: editor.document, name: message.name });
+        break;
+      case 'rendered':
+        this.rendered.set(fsPath, message);
+        break;
+      case 'shownError':
+        this.shownErrors.set(fsPath, message.message);
+        break;
+    }
+  }
+
+  private setActive(editor: InspectorEditor | undefined): void {
+    if (this.active === editor) return;
+    this.active = editor;
+    this.activeModelEmitter.fire(this.activeModel);
+  }
+
+  /** The document's inspection, started on first use with a cancellable progress notification. */
+  private inspectionOf(document: InspectorDocument): Promise<Inspection> {
+    document.inspection ??= (async () => {
+      if (document.uri.scheme !== 'file') {
+        return Inspection.failed(document.uri.toString(), {
+          code: 'bad-input',
+          message: `${document.fileName}: QuantLens reads models from local files, and this one is not (${document.uri.scheme}:).`,
+        });
+      }
+      const inspection = await this.host.inspect(document.uri.fsPath);
+      if (inspection.running) showProgress(document.fileName, inspection);
+      return inspection;
+    })();
+    return document.inspection;
+  }
+}
+
+function showProgress(fileName: string, inspection: Inspection): void {
+  void vscode.window.withProgress(
+    { location: vscode.ProgressLocation.Notification, title: `QuantLens: inspecting ${fileName}`, cancellable: true },
+    async (progress, token) => {
+      token.onCancellationRequested(() => inspection.cancel());
+      let reported = 0;
+      const subscription = inspection.subscribe((update) => {
+        if (update.kind !== 'progress' || update.total <= 0) return;
+        const percent = (100 * update.done) / update.total;
+        progress.report({ increment: percent - reported, message: `${update.done} of ${update.total} layers` });
+        reported = percent;
+      });
+      await inspection.finished;
+      subscription.dispose();
+    },
+  );
+}
+
+function toMessage(update: InspectionUpdate, fileName: string): HostToInspector {
+  switch (update.kind) {
+    case 'summary':
+      return { type: 'summary', summary: update.summary };
+    case 'layers':
+      return { type: 'layers', layers: update.layers };
+    case 'progress':
+      return { type: 'progress', done: update.done, total: update.total };
+    case 'done':
+      return { type: 'done', elapsedMs: update.result.elapsedMs };
+    case 'failed':
+      return { type: 'error', message: describeFailure(update.failure, fileName) };
+  }
+}

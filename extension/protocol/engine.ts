@@ -1,0 +1,43 @@
+// The one typed protocol between the extension host and the engine process.
+// Requests carry an id; the engine answers with exactly one `response` or `error` for that id and may send any
+// number of `event`s before it. `cancel` asks the engine to stop the request; it then answers with an error whose
+// code is 'cancelled'.
+import type { LayerRecord, ModelSummary, InspectOptions } from './records';
+
+export type InspectEvent =
+  | { kind: 'summary'; summary: ModelSummary }
+  | { kind: 'layers'; layers: LayerRecord[] }
+  | { kind: 'progress'; done: number; total: number; message?: string };
+
+export interface InspectResult {
+  summary: ModelSummary;
+  layerCount: number;
+  elapsedMs: number;
+}
+
+/** method name → params, result, and the events it streams. */
+export interface EngineMethods {
+  ping: { params: Record<string, never>; result: { pid: number; node: string; ort: string }; event: never };
+  inspect: { params: { path: string; options?: InspectOptions }; result: InspectResult; event: InspectEvent };
+}
+export type EngineMethod = keyof EngineMethods;
+
+export type ErrorCode = 'bad-input' | 'cancelled' | 'engine-crashed' | 'internal';
+
+export interface EngineErrorInfo {
+  code: ErrorCode;
+  message: string;
+  /** The file the problem is about, when there is one. */
+  file?: string;
+}
+
+export type HostToEngine =
+  | { type: 'request'; id: number; method: EngineMethod; params: unknown }
+  | { type: 'cancel'; id: number };
+
+export type EngineToHost =
+  | { type: 'response'; id: number; result: unknown }
+  | { type: 'error'; id: number; error: EngineErrorInfo }
+  | { type: 'event'; id: number; event: unknown }
+  /** Sent once when the engine process is ready for requests. */
+  | { type: 'ready'; pid: number };

@@ -1,0 +1,109 @@
+// The sample model in the inspector custom editor, the Layers tree view and the commands, inside a real VS Code.
+import * as assert from 'node:assert/strict';
+import * as fs from 'node:fs';
+import * as vscode from 'vscode';
+import type { QuantLensApi } from '../../../extension/protocol/testApi';
+import {
+  EXCHANGE,
+  FIXTURES,
+  exchangePath,
+  writeFileAtomic,
+  type HarnessInfo,
+  type ScreenshotRequest,
+} from '../fixtures';
+import {
+  closeAllEditors,
+  expectedOnnxLayers,
+  fixture,
+  inspectorTab,
+  quantLensApi,
+  VIEW_TYPE,
+  waitFor,
+  waitForRender,
+  workspaceRoot,
+} from './helpers';
+
+const KNOWN_LAYER = 'blocks.0.attn.qkv';
+const OTHER_LAYER = 'blocks.2.mlp.fc2';
+
+suite('Inspector', () => {
+  let api: QuantLensApi;
+  let expectedLayers: string[];
+  const sample = () => fixture(FIXTURES.sample);
+
+  suiteSetup(async () => {
+    api = await quantLensApi();
+    expectedLayers = expectedOnnxLayers(sample().fsPath);
+  });
+
+  test('vscode.openWith shows every quantizable layer of the sample in the webview table', async () => {
+    await closeAllEditors();
+    await vscode.commands.executeCommand('vscode.openWith', sample(), VIEW_TYPE);
+    const render = await waitForRender(api, sample(), 'the inspector table', (r) => r.totalRows === expectedLayers.length);
+    assert.equal(render.totalRows, expectedLayers.length);
+    assert.ok(render.rowCount > 0 && render.rowCount <= render.totalRows, `rowCount ${render.rowCount}`);
+    assert.ok(render.firstNames.length > 0, 'the table reported no row names');
+    for (const name of render.firstNames) assert.ok(expectedLayers.includes(name), `unexpected row ${name}`);
+    assert.ok(expectedLayers.includes(KNOWN_LAYER), `the sample has no ${KNOWN_LAYER}`);
+  });
+
+  test('the engine runs in its own process', async () => {
+    const pid = await waitFor('the engine process', () => api.enginePid());
+    assert.notEqual(pid, process.pid);
+    assert.doesNotThrow(() => process.kill(pid, 0), `engine pid ${pid} is not a live process`);
+    if (fs.existsSync(`/proc/${pid}/cmdline`)) {
+      const cmdline = fs.readFileSync(`/proc/${pid}/cmdline`, 'utf8').split('\0').join(' ');
+      assert.match(cmdline, /engine\.js/, `engine process runs ${cmdline}`);
+    }
+  });
+
+  test('the QuantLens: Inspect Model command opens a model in the inspector', async () => {
+    const file = fixture(FIXTURES.sampleViaCommand);
+    assert.equal(api.inspectorRendered(file.fsPath), undefined, 'this copy was rendered before the command ran');
+    await vscode.commands.executeCommand('quantlens.inspectModel', file);
+    const render = await waitForRender(api, file, 'the inspector opened by the command');
+    assert.equal(render.totalRows, expectedLayers.length);
+    assert.ok(inspectorTab(file), 'no quantlens.inspector tab shows the file');
+  });
+
+  test('the Layers tree mirrors the active model: groups and layer names', async () => {
+    await vscode.commands.executeCommand('vscode.openWith', sample(), VIEW_TYPE);
+    await waitForRender(api, sample(), 'the inspector table');
+    const labels = await waitFor('the Layers tree', async () => {
+      const now = (await api.layersTreeLabels()).map((label) => label.trim());
+      return now.some((label) => label.includes('block 0')) ? now : undefined;
+    });
+    for (const group of ['block 0', 'block 3']) {
+      assert.ok(labels.some((label) => label.startsWith(group)), `no group ${group} in ${labels.join(' | ')}`);
+    }
+    assert.ok(
+      labels.some((label) => label.includes('qkv')),
+      `no qkv layer in the tree: ${labels.join(' | ')}`,
+    );
+  });
+
+  test('quantlens.revealLayer selects the layer in the inspector', async () => {
+    await vscode.commands.executeCommand('vscode.openWith', sample(), VIEW_TYPE);
+    await waitForRender(api, sample(), 'the inspector table');
+    for (const name of [OTHER_LAYER, KNOWN_LAYER]) {
+      await vscode.commands.executeCommand('quantlens.revealLayer', name);
+      const render = await waitForRender(api, sample(), `selection of ${name}`, (r) => r.selected === name);
+      assert.equal(render.selected, name);
+    }
+  });
+
+  // The harness looks at the webview's DOM from the browser and takes the screenshot while this test holds still.
+  test('e2e: the inspector is held open for the browser-side check and screenshot', async function () {
+    const harnessFile = exchangePath(workspaceRoot(), EXCHANGE.harness);
+    const harness = fs.existsSync(harnessFile) ? (JSON.parse(fs.readFileSync(harnessFile, 'utf8')) as HarnessInfo) : undefined;
+    if (!harness?.screenshot) this.skip();
+    await vscode.commands.executeCommand('vscode.openWith', sample(), VIEW_TYPE);
+    await vscode.commands.executeCommand('quantlens.revealLayer', KNOWN_LAYER);
+    await waitForRender(api, sample(), `selection of ${KNOWN_LAYER}`, (r) => r.selected === KNOWN_LAYER);
+    const request: ScreenshotRequest = { file: sample().fsPath, layer: KNOWN_LAYER };
+    writeFileAtomic(exchangePath(workspaceRoot(), EXCHANGE.readyForScreenshot), JSON.stringify(request));
+    await waitFor('the harness to take the screenshot', () =>
+      fs.existsSync(exchangePath(workspaceRoot(), EXCHANGE.screenshotDone)) ? true : undefined,
+    );
+  });
+});

@@ -1,0 +1,171 @@
+// The layer table's data logic: columns, filtering, sorting and the virtual-scroll window. No DOM, so it is unit-tested.
+import type { LayerRecord } from '../../extension/protocol/records';
+import { formatCount, formatDb, formatNumber, formatPercent, formatShape } from '../shared/format';
+
+export type ColumnKey =
+  | 'name' | 'op' | 'shape' | 'params' | 'absMax' | 'std' | 'kurtosis' | 'outliers' | 'spread'
+  | 'w8' | 'w4' | 'w3' | 'w4g';
+
+export interface Column {
+  key: ColumnKey;
+  label: string;
+  /** Header tooltip: what the number means. */
+  title: string;
+  numeric: boolean;
+  /** CSS grid track for this column. */
+  width: string;
+  value(layer: LayerRecord): number | string | null;
+  text(layer: LayerRecord): string;
+}
+
+const numericColumn = (
+  key: ColumnKey,
+  label: string,
+  title: string,
+  value: (l: LayerRecord) => number | null,
+  format: (x: number | null) => string,
+): Column => ({ key, label, title, numeric: true, width: 'minmax(64px, 0.6fr)', value, text: (l) => format(value(l)) });
+
+export const COLUMNS: readonly Column[] = [
+  {
+    key: 'name', label: 'Name', title: 'Layer name', numeric: false, width: 'minmax(180px, 3fr)',
+    value: (l) => l.name, text: (l) => l.name,
+  },
+  {
+    key: 'op', label: 'Op', title: 'Operator that uses the weight', numeric: false, width: 'minmax(70px, 0.8fr)',
+    value: (l) => l.opType, text: (l) => l.opType,
+  },
+  {
+    key: 'shape', label: 'Shape', title: 'Weight shape', numeric: false, width: 'minmax(90px, 1fr)',
+    value: (l) => formatShape(l.shape), text: (l) => formatShape(l.shape),
+  },
+  numericColumn('params', 'Params', 'Parameters in the weight', (l) => l.params, formatCount),
+  numericColumn('absMax', 'Absmax', 'Largest |w|', (l) => l.stats.absMax, (x) => formatNumber(x)),
+  numericColumn('std', 'Std', 'Standard deviation of the weights', (l) => l.stats.std, (x) => formatNumber(x)),
+  numericColumn('kurtosis', 'Kurt.', 'Excess kurtosis (a Gaussian gives 0)', (l) => l.stats.kurtosis, (x) => formatNumber(x)),
+  numericColumn(
+    'outliers', 'Outliers', 'Share of weights with |w − mean| beyond the outlier threshold (k·std)',
+    (l) => l.stats.outlierShare, formatPercent,
+  ),
+  numericColumn(
+    'spread', 'Ch. spread', 'Max / median of the per-output-channel absmax',
+    (l) => l.stats.channelSpread, (x) => formatNumber(x),
+  ),
+  numericColumn('w8', 'W8 dB', 'SQNR of 8-bit weights, per output channel', (l) => l.stats.quantError.perChannel[8], formatDb),
+  numericColumn('w4', 'W4 dB', 'SQNR of 4-bit weights, per output channel', (l) => l.stats.quantError.perChannel[4], formatDb),
+  numericColumn('w3', 'W3 dB', 'SQNR of 3-bit weights, per output channel', (l) => l.stats.quantError.perChannel[3], formatDb),
+  numericColumn(
+    'w4g', 'W4 g128 dB', 'SQNR of 4-bit weights, one scale per group of 128 inputs',
+    (l) => l.stats.quantError.perGroup[4], formatDb,
+  ),
+];
+
+export function columnByKey(key: string): Column | undefined {
+  return COLUMNS.find((c) => c.key === key);
+}
+
+export interface SortSpec {
+  key: ColumnKey;
+  dir: 'asc' | 'desc';
+}
+
+/** Header clicks cycle ascending → descending → file order. */
+export function nextSort(current: SortSpec | null, key: ColumnKey): SortSpec | null {
+  if (!current || current.key !== key) return { key, dir: 'asc' };
+  return current.dir === 'asc' ? { key, dir: 'desc' } : null;
+}
+
+const searchText = new WeakMap<LayerRecord, string>();
+
+function textOf(layer: LayerRecord): string {
+  let text = searchText.get(layer);
+  if (text === undefined) {
+    text = [layer.name, layer.opType, ...layer.group].join('\n').toLowerCase();
+    searchText.set(layer, text);
+  }
+  return text;
+}
+
+/** Layers whose name, op or group contain every whitespace-separated term of `query` (case-insensitive). */
+export function filterLayers(layers: readonly LayerRecord[], query: string): LayerRecord[] {
+  const terms = query.toLowerCase().split(/\s+/).filter((t) => t.length > 0);
+  if (terms.length === 0) return layers.slice();
+  return layers.filter((layer) => {
+    const text = textOf(layer);
+    return terms.every((t) => text.includes(t));
+  });
+}
+
+const collator = new Intl.Collator(undefined, { numeric: true, sensitivity: 'base' });
+
+function isMissing(v: number | string | null): boolean {
+  return v === null || (typeof v === 'number' && Number.isNaN(v));
+}
+
+/**
+ * A sorted copy. Missing values (null, NaN) go last in either direction; ties keep file order (the sort is stable).
+ * Names compare naturally, so `blocks.10` follows `blocks.9`.
+ */
+export function sortLayers(layers: readonly LayerRecord[], sort: SortSpec | null): LayerRecord[] {
+  const out = layers.slice();
+  if (!sort) return out;
+  const column = columnByKey(sort.key);
+  if (!column) return out;
+  const sign = sort.dir === 'asc' ? 1 : -1;
+  const values = new Map(out.map((l) => [l, column.value(l)]));
+  out.sort((a, b) => {
+    const va = values.get(a) ?? null;
+    const vb = values.get(b) ?? null;
+    const ma = isMissing(va);
+    const mb = isMissing(vb);
+    if (ma || mb) return ma === mb ? 0 : ma ? 1 : -1;
+    if (typeof va === 'number' && typeof vb === 'number') return va === vb ? 0 : va < vb ? -sign : sign;
+    return sign * collator.compare(String(va), String(vb));
+  });
+  return out;
+}
+
+/** The rows the table shows: filtered, then sorted. */
+export function viewLayers(layers: readonly LayerRecord[], query: string, sort: SortSpec | null): LayerRecord[] {
+  return sortLayers(filterLayers(layers, query), sort);
+}
+
+export interface RowWindow {
+  /** First row index to render (inclusive). */
+  start: number;
+  /** Last row index to render (exclusive). */
+  end: number;
+}
+
+/** Rows that intersect the viewport, plus `overscan` rows either side, clamped to [0, total). */
+export function visibleWindow(
+  scrollTop: number,
+  viewportHeight: number,
+  rowHeight: number,
+  total: number,
+  overscan = 8,
+): RowWindow {
+  if (total <= 0 || rowHeight <= 0) return { start: 0, end: 0 };
+  const first = Math.floor(Math.max(0, scrollTop) / rowHeight);
+  const last = Math.ceil((Math.max(0, scrollTop) + Math.max(0, viewportHeight)) / rowHeight);
+  const start = Math.min(total, Math.max(0, first - overscan));
+  const end = Math.min(total, Math.max(start, last + overscan));
+  return { start, end };
+}
+
+/** The scrollTop that brings row `index` fully into view, or the current one when it already is. */
+export function scrollToRow(index: number, scrollTop: number, viewportHeight: number, rowHeight: number): number {
+  const top = index * rowHeight;
+  const bottom = top + rowHeight;
+  if (top < scrollTop) return top;
+  if (bottom > scrollTop + viewportHeight) return Math.max(0, bottom - viewportHeight);
+  return scrollTop;
+}
+
+/** Moves a selection by `delta` rows within `names` (the current view order); starts at the first row. */
+export function moveSelection(names: readonly string[], selected: string | null, delta: number): string | null {
+  if (names.length === 0) return null;
+  const at = selected === null ? -1 : names.indexOf(selected);
+  if (at < 0) return names[delta < 0 ? names.length - 1 : 0];
+  return names[Math.min(names.length - 1, Math.max(0, at + delta))];
+}
