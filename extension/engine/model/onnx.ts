@@ -356,6 +356,7 @@ function countOps(graph: onnx.IGraphProto): { nodeCount: number; histogram: Map<
 
 class OnnxModel implements OpenedModel {
   private readonly handles = new Map<string, Promise<fs.promises.FileHandle>>();
+  private closed = false;
 
   constructor(
     readonly summary: ModelSummary,
@@ -364,6 +365,7 @@ class OnnxModel implements OpenedModel {
   ) {}
 
   async readTensorF32(name: string): Promise<Float32Array> {
+    if (this.closed) throw new Error('readTensorF32 after close()');
     const file = this.summary.path;
     const tensor = this.tensors.get(name);
     if (!tensor) throw new ModelError(file, `no stored tensor named ${quote(name)}`);
@@ -398,6 +400,7 @@ class OnnxModel implements OpenedModel {
   }
 
   async close(): Promise<void> {
+    this.closed = true;
     const handles = [...this.handles.values()];
     this.handles.clear();
     await Promise.all(handles.map(async (h) => (await h.catch(() => undefined))?.close()));

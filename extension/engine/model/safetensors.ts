@@ -46,8 +46,8 @@ interface HeaderEntry {
 const ajv = new Ajv({ allErrors: false });
 const validateEntry = ajv.compile<HeaderEntry>({
   type: 'object',
+  // Extra keys are tolerated, as the reference implementation does.
   required: ['dtype', 'shape', 'data_offsets'],
-  additionalProperties: false,
   properties: {
     dtype: { enum: Object.keys(SAFETENSORS_DTYPES) },
     shape: { type: 'array', items: { type: 'integer', minimum: 0 } },
@@ -141,6 +141,7 @@ function parseHeader(file: string, headerBytes: Uint8Array, dataBytes: number): 
 
 class SafetensorsModel implements OpenedModel {
   private readonly byName: Map<string, Entry>;
+  private closed = false;
 
   constructor(
     readonly summary: ModelSummary,
@@ -153,6 +154,7 @@ class SafetensorsModel implements OpenedModel {
   }
 
   async readTensorF32(name: string): Promise<Float32Array> {
+    if (this.closed) throw new Error('readTensorF32 after close()');
     const file = this.summary.path;
     const entry = this.byName.get(name);
     if (!entry) throw new ModelError(file, `no tensor named ${quote(name)}`);
@@ -163,8 +165,10 @@ class SafetensorsModel implements OpenedModel {
     return decodeToF32(bytes, entry.dtype);
   }
 
-  close(): Promise<void> {
-    return this.handle.close();
+  async close(): Promise<void> {
+    if (this.closed) return;
+    this.closed = true;
+    await this.handle.close();
   }
 }
 

@@ -93,31 +93,31 @@ export function decodeHalfWords(words: Uint16Array, dtype: 'F16' | 'BF16'): Floa
   return out;
 }
 
-/** A typed-array view when the bytes are aligned for it (and the host is little-endian), else null. */
-function alignedView<T>(
-  bytes: Uint8Array,
-  elementBytes: number,
-  make: (buffer: ArrayBufferLike, offset: number, length: number) => T,
-): T | null {
-  if (!LITTLE_ENDIAN_HOST || bytes.byteOffset % elementBytes !== 0) return null;
-  return make(bytes.buffer, bytes.byteOffset, bytes.byteLength / elementBytes);
+interface TypedArrayType<T> {
+  new (buffer: ArrayBufferLike, byteOffset: number, length: number): T;
+  readonly BYTES_PER_ELEMENT: number;
 }
 
-/** The same bytes in a fresh buffer starting at offset 0, so any typed view of them is aligned. */
-function alignedCopy(bytes: Uint8Array): Uint8Array {
-  const copy = new Uint8Array(bytes.byteLength);
-  copy.set(bytes);
-  return copy;
+/**
+ * The bytes as an array of little-endian elements: a view when they are aligned for it, else a view of an aligned
+ * copy; null on a big-endian host, where callers read through a DataView instead.
+ */
+function littleEndianArray<T>(bytes: Uint8Array, type: TypedArrayType<T>): T | null {
+  if (!LITTLE_ENDIAN_HOST) return null;
+  const size = type.BYTES_PER_ELEMENT;
+  let source = bytes;
+  if (bytes.byteOffset % size !== 0) {
+    source = new Uint8Array(bytes.byteLength);
+    source.set(bytes);
+  }
+  return new type(source.buffer, source.byteOffset, source.byteLength / size);
 }
 
 function uint16Words(bytes: Uint8Array): Uint16Array {
-  const view = alignedView(bytes, 2, (b, o, n) => new Uint16Array(b, o, n));
-  if (view) return view;
-  if (LITTLE_ENDIAN_HOST) return new Uint16Array(alignedCopy(bytes).buffer);
+  const words = littleEndianArray(bytes, Uint16Array);
+  if (words) return words;
   const dv = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
-  const words = new Uint16Array(bytes.byteLength / 2);
-  for (let i = 0; i < words.length; i++) words[i] = dv.getUint16(i * 2, true);
-  return words;
+  return Uint16Array.from({ length: bytes.byteLength / 2 }, (_, i) => dv.getUint16(i * 2, true));
 }
 
 /**
@@ -132,38 +132,36 @@ export function decodeToF32(bytes: Uint8Array, dtype: DType): Float32Array {
     throw new RangeError(`${bytes.byteLength} bytes is not a whole number of ${dtype} elements`);
   }
   const n = bytes.byteLength / size;
+  // Converting constructors (new Float32Array(typedArray)) run natively, far faster than a JS loop or Float32Array.from.
+  const widen = <T extends ArrayLike<number>>(type: TypedArrayType<T>, get: (dv: DataView, i: number) => number) => {
+    const values = littleEndianArray(bytes, type);
+    return values ? new Float32Array(values) : viaDataView(bytes, n, get);
+  };
   switch (dtype) {
-    case 'F32': {
-      const view = alignedView(bytes, 4, (b, o, len) => new Float32Array(b, o, len));
-      if (view) return view;
-      if (LITTLE_ENDIAN_HOST) return new Float32Array(alignedCopy(bytes).buffer);
-      return viaDataView(bytes, n, (dv, i) => dv.getFloat32(i * 4, true));
-    }
+    case 'F32':
+      return littleEndianArray(bytes, Float32Array) ?? viaDataView(bytes, n, (dv, i) => dv.getFloat32(i * 4, true));
     case 'F16':
     case 'BF16':
       return decodeHalfWords(uint16Words(bytes), dtype);
-    case 'F64': {
-      const view = alignedView(bytes, 8, (b, o, len) => new Float64Array(b, o, len));
-      if (view) return Float32Array.from(view);
-      return viaDataView(bytes, n, (dv, i) => dv.getFloat64(i * 8, true));
-    }
+    case 'F64':
+      return widen(Float64Array, (dv, i) => dv.getFloat64(i * 8, true));
     case 'I8':
-      return Float32Array.from(new Int8Array(bytes.buffer, bytes.byteOffset, n));
+      return new Float32Array(new Int8Array(bytes.buffer, bytes.byteOffset, n));
     case 'U8':
-      return Float32Array.from(bytes);
+      return new Float32Array(bytes);
     case 'BOOL': {
       const out = new Float32Array(n);
       for (let i = 0; i < n; i++) out[i] = bytes[i] !== 0 ? 1 : 0;
       return out;
     }
     case 'I16':
-      return viaDataView(bytes, n, (dv, i) => dv.getInt16(i * 2, true));
+      return widen(Int16Array, (dv, i) => dv.getInt16(i * 2, true));
     case 'U16':
-      return Float32Array.from(uint16Words(bytes));
+      return widen(Uint16Array, (dv, i) => dv.getUint16(i * 2, true));
     case 'I32':
-      return viaDataView(bytes, n, (dv, i) => dv.getInt32(i * 4, true));
+      return widen(Int32Array, (dv, i) => dv.getInt32(i * 4, true));
     case 'U32':
-      return viaDataView(bytes, n, (dv, i) => dv.getUint32(i * 4, true));
+      return widen(Uint32Array, (dv, i) => dv.getUint32(i * 4, true));
     // 64-bit integers: high word × 2^32 + low word is exact as a double up to 2^53, and float32 rounds anyway.
     case 'I64':
       return viaDataView(bytes, n, (dv, i) => dv.getInt32(i * 8 + 4, true) * 4294967296 + dv.getUint32(i * 8, true));
@@ -210,7 +208,12 @@ export async function readByteRange(
   const out = new Uint8Array(length);
   let done = 0;
   while (done < length) {
-    const { bytesRead } = await handle.read(out, done, length - done, position + done);
+    let bytesRead: number;
+    try {
+      ({ bytesRead } = await handle.read(out, done, length - done, position + done));
+    } catch (err) {
+      throw fileAccessError(file, err);
+    }
     if (bytesRead === 0) {
       throw new ModelError(file, `file ends before byte ${position + length} (read ${done} of ${length} bytes at offset ${position})`);
     }
