@@ -22,6 +22,8 @@ const EXIT_INTERNAL = 1;
 const NAME_WIDTH = 48;
 const MAX_HISTOGRAM_OPS = 8;
 const MAX_LISTED_VALUES = 8;
+/** Metadata can hold whole configs; the summary shows the start and end of each entry. */
+const METADATA_WIDTH = 160;
 
 // ---------------------------------------------------------------------------------------------------------------
 // inspect
@@ -84,19 +86,19 @@ function formatSummary(s: ModelSummary): string {
   if (s.opsets?.length) format.push(`opsets ${s.opsets.map((o) => `${o.domain || 'ai.onnx'} ${o.version}`).join(', ')}`);
   if (s.producer) format.push(`producer ${s.producer}`);
   rows.push(['format', format.join(' · ')]);
-  rows.push(...valueRows('inputs', s.inputs), ...valueRows('outputs', s.outputs));
   if (s.format === 'onnx') {
+    rows.push(...valueRows('inputs', s.inputs), ...valueRows('outputs', s.outputs));
     rows.push(['nodes', String(s.nodeCount)]);
     const ops = Object.entries(s.opHistogram).sort((a, b) => b[1] - a[1] || a[0].localeCompare(b[0]));
     const shown = ops.slice(0, MAX_HISTOGRAM_OPS).map(([op, n]) => `${op} ${n}`);
     if (ops.length > MAX_HISTOGRAM_OPS) shown.push(`+${ops.length - MAX_HISTOGRAM_OPS} more op types`);
     rows.push(['ops', shown.join(', ')]);
   }
-  rows.push(['params', `${count(s.parameterCount)} in ${s.tensorCount} tensors, ${bytes(s.parameterBytes)}`]);
+  rows.push(['params', `${count(s.parameterCount)} in ${s.tensorCount} tensor${s.tensorCount === 1 ? '' : 's'}, ${bytes(s.parameterBytes)}`]);
   rows.push(['file', bytes(s.fileBytes)]);
   rows.push(['layers', `${s.layerCount} quantizable, ${count(s.layerParameterCount)} params`]);
   if (s.externalDataFiles.length) rows.push(['external', s.externalDataFiles.join(', ')]);
-  for (const [key, value] of Object.entries(s.metadata)) rows.push(['metadata', `${key} = ${value}`]);
+  for (const [key, value] of Object.entries(s.metadata)) rows.push(['metadata', truncateMiddle(`${key} = ${value}`, METADATA_WIDTH)]);
   for (const warning of s.warnings) rows.push(['warning', warning]);
   const width = Math.max(...rows.map(([label]) => label.length));
   return rows.map(([label, value]) => `${label.padEnd(width)}  ${clean(value)}`).join('\n');
