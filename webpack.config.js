@@ -20,6 +20,8 @@ const nodeBundle = (name, entry, extra = {}) => ({
   module: { rules: [tsRule] },
   devtool: 'nosources-source-map',
   node: { __dirname: false, __filename: false },
+  // protobufjs probes for optional modules through an eval'd require; that is intended and harmless here.
+  ignoreWarnings: [{ module: /@protobufjs[\\/]inquire/ }],
   ...extra,
 });
 

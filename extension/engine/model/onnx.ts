@@ -69,7 +69,8 @@ async function decodeOnnx(file: string, size: number): Promise<onnx.ModelProto> 
   }
   let model: onnx.ModelProto;
   try {
-    model = onnx.ModelProto.decode(bytes);
+    // A plain Uint8Array view, not the Buffer: protobufjs would call the deprecated `new Buffer(0)` for empty fields.
+    model = onnx.ModelProto.decode(new Uint8Array(bytes.buffer, bytes.byteOffset, bytes.byteLength));
   } catch (err) {
     throw new ModelError(file, `not a valid ONNX model (${err instanceof Error ? err.message : String(err)})`);
   }
