@@ -12,8 +12,9 @@ export interface Column {
   /** Header tooltip: what the number means. */
   title: string;
   numeric: boolean;
-  /** CSS grid track for this column. */
-  width: string;
+  /** Narrowest the column gets (px); wider editors share the rest by `grow`. */
+  minWidth: number;
+  grow: number;
   value(layer: LayerRecord): number | string | null;
   text(layer: LayerRecord): string;
 }
@@ -24,41 +25,52 @@ const numericColumn = (
   title: string,
   value: (l: LayerRecord) => number | null,
   format: (x: number | null) => string,
-): Column => ({ key, label, title, numeric: true, width: 'minmax(64px, 0.6fr)', value, text: (l) => format(value(l)) });
+  minWidth = 64,
+): Column => ({ key, label, title, numeric: true, minWidth, grow: 0.6, value, text: (l) => format(value(l)) });
 
 export const COLUMNS: readonly Column[] = [
   {
-    key: 'name', label: 'Name', title: 'Layer name', numeric: false, width: 'minmax(180px, 3fr)',
+    key: 'name', label: 'Name', title: 'Layer name', numeric: false, minWidth: 160, grow: 3,
     value: (l) => l.name, text: (l) => l.name,
   },
   {
-    key: 'op', label: 'Op', title: 'Operator that uses the weight', numeric: false, width: 'minmax(70px, 0.8fr)',
+    key: 'op', label: 'Op', title: 'Operator that uses the weight', numeric: false, minWidth: 70, grow: 0.8,
     value: (l) => l.opType, text: (l) => l.opType,
   },
   {
-    key: 'shape', label: 'Shape', title: 'Weight shape', numeric: false, width: 'minmax(90px, 1fr)',
+    key: 'shape', label: 'Shape', title: 'Weight shape', numeric: false, minWidth: 100, grow: 1,
     value: (l) => formatShape(l.shape), text: (l) => formatShape(l.shape),
   },
-  numericColumn('params', 'Params', 'Parameters in the weight', (l) => l.params, formatCount),
-  numericColumn('absMax', 'Absmax', 'Largest |w|', (l) => l.stats.absMax, (x) => formatNumber(x)),
-  numericColumn('std', 'Std', 'Standard deviation of the weights', (l) => l.stats.std, (x) => formatNumber(x)),
-  numericColumn('kurtosis', 'Kurt.', 'Excess kurtosis (a Gaussian gives 0)', (l) => l.stats.kurtosis, (x) => formatNumber(x)),
+  numericColumn('params', 'Params', 'Parameters in the weight', (l) => l.params, formatCount, 72),
+  numericColumn('absMax', 'Absmax', 'Largest |w|', (l) => l.stats.absMax, (x) => formatNumber(x), 78),
+  numericColumn('std', 'Std', 'Standard deviation of the weights', (l) => l.stats.std, (x) => formatNumber(x), 72),
+  numericColumn('kurtosis', 'Kurt.', 'Excess kurtosis (a Gaussian gives 0)', (l) => l.stats.kurtosis, (x) => formatNumber(x), 72),
   numericColumn(
     'outliers', 'Outliers', 'Share of weights with |w − mean| beyond the outlier threshold (k·std)',
-    (l) => l.stats.outlierShare, formatPercent,
+    (l) => l.stats.outlierShare, formatPercent, 76,
   ),
   numericColumn(
-    'spread', 'Ch. spread', 'Max / median of the per-output-channel absmax',
-    (l) => l.stats.channelSpread, (x) => formatNumber(x),
+    'spread', 'Spread', 'Channel spread: max / median of the per-output-channel absmax',
+    (l) => l.stats.channelSpread, (x) => formatNumber(x), 70,
   ),
-  numericColumn('w8', 'W8 dB', 'SQNR of 8-bit weights, per output channel', (l) => l.stats.quantError.perChannel[8], formatDb),
-  numericColumn('w4', 'W4 dB', 'SQNR of 4-bit weights, per output channel', (l) => l.stats.quantError.perChannel[4], formatDb),
-  numericColumn('w3', 'W3 dB', 'SQNR of 3-bit weights, per output channel', (l) => l.stats.quantError.perChannel[3], formatDb),
+  numericColumn('w8', 'W8', 'SQNR (dB) of 8-bit weights, one scale per output channel', (l) => l.stats.quantError.perChannel[8], formatDb),
+  numericColumn('w4', 'W4', 'SQNR (dB) of 4-bit weights, one scale per output channel', (l) => l.stats.quantError.perChannel[4], formatDb),
+  numericColumn('w3', 'W3', 'SQNR (dB) of 3-bit weights, one scale per output channel', (l) => l.stats.quantError.perChannel[3], formatDb),
   numericColumn(
-    'w4g', 'W4 g128 dB', 'SQNR of 4-bit weights, one scale per group of 128 inputs',
-    (l) => l.stats.quantError.perGroup[4], formatDb,
+    'w4g', 'W4 g128', 'SQNR (dB) of 4-bit weights, one scale per group of 128 inputs',
+    (l) => l.stats.quantError.perGroup[4], formatDb, 80,
   ),
 ];
+
+/** CSS grid tracks for the columns. */
+export function gridTemplate(columns: readonly Column[]): string {
+  return columns.map((c) => `minmax(${c.minWidth}px, ${c.grow}fr)`).join(' ');
+}
+
+/** Width below which the table scrolls sideways instead of squeezing columns. */
+export function minTableWidth(columns: readonly Column[]): number {
+  return columns.reduce((sum, c) => sum + c.minWidth, 0);
+}
 
 export function columnByKey(key: string): Column | undefined {
   return COLUMNS.find((c) => c.key === key);

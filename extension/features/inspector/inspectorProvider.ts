@@ -105,11 +105,20 @@ export class InspectorProvider implements vscode.CustomReadonlyEditorProvider<In
     return this.shownErrors.get(fsPath);
   }
 
-  /** Selects a layer in the active inspector; false when no inspector is open. */
+  /** Selects a layer in the inspector the user is looking at; false when no inspector is open. */
   selectLayer(name: string): boolean {
-    if (!this.active) return false;
-    this.active.select(name);
+    const editor = this.editorInActiveTab() ?? this.active;
+    if (!editor) return false;
+    editor.select(name);
     return true;
+  }
+
+  /** The active tab can be newer than the last view-state event (right after vscode.openWith, say). */
+  private editorInActiveTab(): InspectorEditor | undefined {
+    const input = vscode.window.tabGroups.activeTabGroup.activeTab?.input;
+    if (!(input instanceof vscode.TabInputCustom) || input.viewType !== INSPECTOR_VIEW_TYPE) return undefined;
+    const editors = [...this.editors].filter((e) => e.document.uri.toString() === input.uri.toString());
+    return editors.find((e) => e.panel.active) ?? editors.find((e) => e === this.active) ?? editors[0];
   }
 
   openCustomDocument(uri: vscode.Uri): InspectorDocument {

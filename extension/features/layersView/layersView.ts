@@ -32,7 +32,7 @@ export class LayersTreeProvider implements vscode.TreeDataProvider<TreeChild>, v
   readonly view: vscode.TreeView<TreeChild>;
   private readonly disposables: vscode.Disposable[] = [];
 
-  constructor(private readonly inspector: InspectorProvider) {
+  constructor(inspector: InspectorProvider) {
     this.view = vscode.window.createTreeView(LAYERS_VIEW_ID, { treeDataProvider: this, showCollapseAll: true });
     this.disposables.push(
       this.view,
