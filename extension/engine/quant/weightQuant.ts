@@ -1,5 +1,6 @@
-// Symmetric round-to-nearest weight quantization: the one definition of the quantizer that weight statistics, and
-// later the instrumented runs, share.
+// Symmetric round-to-nearest weight quantization: the definition every part of QuantLens uses. quantizeWeight
+// implements it here (fake-quantized weights for instrumented runs); the SIMD kernels of weight statistics
+// (statsKernels.ts) do the same float64 arithmetic in bulk, and the tests hold the two to the same SQNR.
 //
 // A weight tensor is viewed as [outer, channels, inner] around its output-channel axis. The input elements of a
 // channel are all other axes flattened in storage order (index j = o·inner + i, K = outer·inner of them). A scale

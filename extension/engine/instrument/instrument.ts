@@ -1,0 +1,542 @@
+// Instrumentation: rewrite an ONNX model once so that one onnxruntime session evaluates every quantization
+// configuration of a sweep, chosen per run through feeds.
+//
+// onnxruntime-node only passes feeds named in session.inputNames, and those exclude initializers, so an initializer
+// listed as a graph input ("overridable") cannot be fed from Node: such a feed is silently dropped. Everything the
+// sweep controls is therefore a required graph input, and "off" is a cheap value to feed:
+//   - `quantlens/enable` (bool [S]): one switch per fake-quant point, then one per overridable weight. One Split
+//     node turns it into the If conditions.
+//   - `quantlens/fq_params` (float [P, 6]): per point qmin, qmax, scale, zero point, dynamic (0/1), symmetric (0/1);
+//     read only inside a switched-on point.
+//   - one override input per weight (`quantlens/override/<weight>`, the weight's element type, any shape): fed the
+//     quantized copy when the weight's switch is on, an empty tensor otherwise.
+// A fake-quant point on x is If(switch) { FQ(x) } else { Identity(x) }, and the chosen consumers read its output. A
+// weight's consumers (directly or through Transpose/Cast chains) become If(switch) { node on the override } else
+// { the node as it was }: the stored weight stays a constant, so onnxruntime keeps pre-packing it. With every switch
+// off the model computes exactly what the original computes.
+import * as fs from 'fs';
+import { onnx } from 'onnx-proto';
+import { ModelError } from '../errors';
+import { quantLevels, roundHalfEven } from '../quant/weightQuant';
+import { DYNAMIC_MIN_SCALE, MIN_FAKE_QUANT_OPSET, PARAM_COLUMNS, fakeQuantGraph } from './fakeQuant';
+import {
+  DataType,
+  NameScope,
+  defaultOpset,
+  inferElemTypes,
+  intValue,
+  isFloatElemType,
+  isStandardDomain,
+  makeNode,
+  subgraphsOf,
+  valueInfo,
+} from './graph';
+
+export { DYNAMIC_MIN_SCALE, PARAM_COLUMNS } from './fakeQuant';
+
+/** A tensor to fake-quantize. */
+export interface ActivationPointSpec {
+  /** Name of a value of the main graph (a graph input, an initializer or a node output). */
+  tensor: string;
+  /** Indexes (into graph.node) of the nodes that should read the quantized value; default: every consumer. */
+  consumers?: number[];
+}
+
+export interface InstrumentPlan {
+  /** Stored tensors (initializers or Constant-node outputs) whose consumers can be fed a replacement. */
+  weights: string[];
+  activationPoints: ActivationPointSpec[];
+  /** Also output each point's min and max (scalars, before quantization), for calibrating static scales. */
+  withRangeOutputs?: boolean;
+}
+
+export interface InstrumentOptions {
+  /** The model's file, for error messages. */
+  file?: string;
+}
+
+export interface InstrumentedPoint {
+  /** Row in `paramsInput`; switch index in `enableInput`. */
+  index: number;
+  tensor: string;
+  /** ONNX element type of the tensor (a float type). */
+  elemType: number;
+  /** Name of the switched value the consumers now read. */
+  output: string;
+  /** The rewired nodes (indexes into the original graph.node). */
+  consumers: number[];
+  /** Graph outputs holding the tensor's min and max, when asked for. */
+  rangeOutputs?: { min: string; max: string };
+}
+
+export interface InstrumentedWeight {
+  weight: string;
+  /** Switch index in `enableInput`. */
+  index: number;
+  /** Graph input to feed the replacement to (stored shape, stored element type). */
+  overrideInput: string;
+  elemType: number;
+  shape: number[];
+  /** Nodes wrapped in the switch (indexes into the original graph.node). */
+  consumers: number[];
+}
+
+export interface SkippedPoint {
+  tensor: string;
+  reason: string;
+}
+
+export interface InstrumentedModel {
+  model: onnx.ModelProto;
+  /** bool [points + weights]; absent when there is nothing to switch. */
+  enableInput?: string;
+  /** float [points, 6] (PARAM_COLUMNS); absent without points. */
+  paramsInput?: string;
+  points: InstrumentedPoint[];
+  weights: InstrumentedWeight[];
+  /** Requested points that were not placed, and why. */
+  skipped: SkippedPoint[];
+}
+
+interface PlacedPoint extends InstrumentedPoint {
+  switchName: string;
+}
+
+/** Initializers and Constant-node values of the main graph. */
+function storedTensors(graph: onnx.IGraphProto): Map<string, onnx.ITensorProto> {
+  const stored = new Map<string, onnx.ITensorProto>();
+  for (const tensor of graph.initializer ?? []) if (tensor.name && !stored.has(tensor.name)) stored.set(tensor.name, tensor);
+  for (const node of graph.node ?? []) {
+    if (node.opType !== 'Constant' || !isStandardDomain(node.domain)) continue;
+    const value = node.attribute?.find((a) => a.name === 'value')?.t;
+    const output = node.output?.[0];
+    if (value && output && !stored.has(output)) stored.set(output, value);
+  }
+  return stored;
+}
+
+function quote(text: string): string {
+  return JSON.stringify(text.length > 200 ? `${text.slice(0, 200)}…` : text);
+}
+
+/** The weight's value and the values its Transpose/Cast chains derive from it, with the node producing each. */
+interface WeightChains {
+  /** derived value → index of the Transpose/Cast node producing it. */
+  producers: Map<string, number>;
+  /** Indexes of the non-chain nodes reading the weight or a derived value. */
+  consumers: number[];
+}
+
+function weightChains(weight: string, nodes: onnx.INodeProto[], readers: Map<string, number[]>): WeightChains {
+  const producers = new Map<string, number>();
+  const consumers = new Set<number>();
+  const pending = [weight];
+  for (let value = pending.pop(); value !== undefined; value = pending.pop()) {
+    for (const index of readers.get(value) ?? []) {
+      const node = nodes[index];
+      const output = node.output?.[0];
+      const isChain = isStandardDomain(node.domain) && (node.opType === 'Transpose' || node.opType === 'Cast') && output;
+      if (isChain && !producers.has(output)) {
+        producers.set(output, index);
+        pending.push(output);
+      } else if (!isChain) {
+        consumers.add(index);
+      }
+    }
+  }
+  return { producers, consumers: [...consumers].sort((a, b) => a - b) };
+}
+
+/** Successor ops that onnxruntime fuses into a Conv/MatMul/Gemm, and how many of them a weight switch takes along. */
+const FUSED_SUCCESSORS = new Set([
+  'BatchNormalization', 'Add', 'Sub', 'Mul', 'Div', 'Relu', 'LeakyRelu', 'Clip', 'Sigmoid', 'HardSigmoid', 'HardSwish',
+  'Tanh', 'Softplus', 'Elu', 'Selu', 'PRelu',
+]);
+const MAX_FUSED_SUCCESSORS = 3;
+
+/** Names that nodes inside subgraphs read (possibly from the main graph's scope). */
+function namesReadInSubgraphs(nodes: onnx.INodeProto[]): string[] {
+  const read: string[] = [];
+  const pending = nodes.flatMap(subgraphsOf);
+  for (let graph = pending.pop(); graph; graph = pending.pop()) {
+    for (const node of graph.node ?? []) {
+      read.push(...(node.input ?? []));
+      pending.push(...subgraphsOf(node));
+    }
+    for (const output of graph.output ?? []) if (output.name) read.push(output.name);
+  }
+  return read;
+}
+
+/** Main-graph nodes reading each value. */
+function readersOf(nodes: onnx.INodeProto[]): Map<string, number[]> {
+  const readers = new Map<string, number[]>();
+  nodes.forEach((node, index) => {
+    for (const input of new Set(node.input ?? [])) {
+      if (!input) continue;
+      const list = readers.get(input);
+      if (list) list.push(index);
+      else readers.set(input, [index]);
+    }
+  });
+  return readers;
+}
+
+/**
+ * Rewrites `model` (left unchanged) so that one session evaluates every configuration: see the file comment.
+ * Throws ModelError for names that do not exist, weights that are not stored float tensors, and opsets the
+ * emitted ops cannot serve; points that cannot be placed are listed in `skipped`.
+ */
+export function instrumentModel(model: onnx.IModelProto, plan: InstrumentPlan, options: InstrumentOptions = {}): InstrumentedModel {
+  const file = options.file ?? 'model';
+  const graph = model.graph;
+  if (!graph) throw new ModelError(file, 'not a valid ONNX model (no graph)');
+  const opset = defaultOpset(model);
+  const originalNodes = (graph.node ?? []) as onnx.INodeProto[];
+  const nodes = originalNodes.map((node) => onnx.NodeProto.create({ ...node, input: [...(node.input ?? [])] }));
+  const readers = readersOf(nodes);
+  const stored = storedTensors(graph);
+  const names = new NameScope(graph);
+  const elemTypes = inferElemTypes(graph);
+
+  // Weights and the values derived from them.
+  const weightNames = [...new Set(plan.weights)];
+  const chains = new Map<string, WeightChains>();
+  for (const weight of weightNames) {
+    const tensor = stored.get(weight);
+    if (!tensor) throw new ModelError(file, `no stored tensor (initializer or Constant) named ${quote(weight)}`);
+    if (!isFloatElemType(tensor.dataType ?? undefined)) {
+      throw new ModelError(file, `weight ${quote(weight)} is not a floating-point tensor, it cannot be overridden`);
+    }
+    chains.set(weight, weightChains(weight, nodes, readers));
+  }
+  const weightDerived = new Set<string>();
+  for (const [weight, chain] of chains) {
+    weightDerived.add(weight);
+    for (const value of chain.producers.keys()) weightDerived.add(value);
+  }
+  if ((weightNames.length > 0 && (opset === undefined || opset < 2)) || (plan.activationPoints.length > 0 && opset === undefined)) {
+    throw new ModelError(file, `instrumentation needs the default ONNX opset 2 or newer; the model imports ${opset ?? 'none'}`);
+  }
+
+  // Points.
+  const producedBy = new Map<string, number>();
+  nodes.forEach((node, index) => node.output?.forEach((output) => output && producedBy.set(output, index)));
+  const graphInputs = new Set((graph.input ?? []).map((v) => v.name ?? ''));
+  const skipped: SkippedPoint[] = [];
+  const placed: PlacedPoint[] = [];
+  const rewired = new Set<string>();
+  const enableName = names.fresh('enable');
+  const paramsName = names.fresh('fq_params');
+  for (const spec of plan.activationPoints) {
+    const tensor = spec.tensor;
+    if (!producedBy.has(tensor) && !graphInputs.has(tensor) && !stored.has(tensor)) {
+      throw new ModelError(file, `no value named ${quote(tensor)} in the main graph`);
+    }
+    const skip = (reason: string) => skipped.push({ tensor, reason });
+    const elemType = elemTypes.get(tensor);
+    if (opset === undefined || opset < MIN_FAKE_QUANT_OPSET) {
+      skip(`fake-quant points need opset ${MIN_FAKE_QUANT_OPSET} or newer, the model has ${opset ?? 'none'}`);
+      continue;
+    }
+    if (elemType === undefined) {
+      skip('its element type is not declared and cannot be inferred');
+      continue;
+    }
+    if (!isFloatElemType(elemType) || (elemType === DataType.BFLOAT16 && opset < 13)) {
+      skip(`its element type (${DataType[elemType] ?? elemType}) is not a floating-point type the opset can fake-quantize`);
+      continue;
+    }
+    if (weightDerived.has(tensor)) {
+      skip('it is an overridable weight (or derived from one): quantize it by feeding an override');
+      continue;
+    }
+    const readersOfTensor = readers.get(tensor) ?? [];
+    const wanted = spec.consumers ?? readersOfTensor;
+    const consumers = wanted.filter((index) => readersOfTensor.includes(index) && !rewired.has(`${index}:${tensor}`));
+    if (consumers.length === 0) {
+      skip(spec.consumers ? 'none of the given consumers reads it (or an earlier point already rewired them)' : 'no node reads it');
+      continue;
+    }
+    const index = placed.length;
+    const output = names.fresh(`fq/${index}/out`);
+    for (const consumer of consumers) {
+      const node = nodes[consumer];
+      node.input = node.input.map((input) => (input === tensor ? output : input));
+      rewired.add(`${consumer}:${tensor}`);
+    }
+    placed.push({ index, tensor, elemType, output, consumers, switchName: names.fresh(`enable/${index}`) });
+  }
+
+  const pointCount = placed.length;
+  const instrumentedWeights: InstrumentedWeight[] = weightNames.map((weight, i) => {
+    const tensor = stored.get(weight) as onnx.ITensorProto;
+    return {
+      weight,
+      index: pointCount + i,
+      overrideInput: names.fresh(`override/${weight}`),
+      elemType: tensor.dataType as number,
+      shape: (tensor.dims ?? []).map(intValue),
+      consumers: (chains.get(weight) as WeightChains).consumers,
+    };
+  });
+  const switchNames = [...placed.map((p) => p.switchName), ...instrumentedWeights.map((w) => names.fresh(`enable/${w.index}`))];
+
+  // Which weights each wrapped node reads.
+  const weightsOfNode = new Map<number, InstrumentedWeight[]>();
+  for (const weight of instrumentedWeights) {
+    for (const consumer of weight.consumers) {
+      const list = weightsOfNode.get(consumer);
+      if (list) list.push(weight);
+      else weightsOfNode.set(consumer, [weight]);
+    }
+  }
+
+  // A wrapped node takes along the single-reader successors onnxruntime folds into it (BatchNormalization, Mul/Add by
+  // constants, activations; other inputs all stored tensors): in one switch, the stored path still fuses as in the
+  // original. Successors with computed inputs (residual Adds) stay outside, where their own fusions still apply.
+  const currentReaders = readersOf(nodes);
+  const pinned = new Set<string>([
+    ...(graph.output ?? []).map((v) => v.name ?? ''),
+    ...placed.map((p) => p.tensor),
+    ...namesReadInSubgraphs(nodes),
+  ]);
+  const windows = new Map<number, number[]>();
+  const inWindow = new Set<number>();
+  for (const start of [...weightsOfNode.keys()].sort((a, b) => a - b)) {
+    const members = [start];
+    inWindow.add(start);
+    for (let current = start; members.length <= MAX_FUSED_SUCCESSORS; ) {
+      const outputs = (nodes[current].output ?? []).filter((o) => o);
+      if (outputs.length !== 1 || pinned.has(outputs[0])) break;
+      const next = currentReaders.get(outputs[0]) ?? [];
+      if (next.length !== 1) break;
+      const successor = nodes[next[0]];
+      const foldable =
+        isStandardDomain(successor.domain) &&
+        FUSED_SUCCESSORS.has(successor.opType ?? '') &&
+        successor.input.every((input) => !input || input === outputs[0] || stored.has(input));
+      if (inWindow.has(next[0]) || weightsOfNode.has(next[0]) || !foldable) break;
+      members.push(next[0]);
+      inWindow.add(next[0]);
+      current = next[0];
+    }
+    windows.set(members[members.length - 1], members);
+  }
+
+  const wrap = (members: onnx.NodeProto[], weights: InstrumentedWeight[]): onnx.NodeProto[] => {
+    if (weights.length === 0) return members;
+    const [weight, ...rest] = weights;
+    const chain = chains.get(weight.weight) as WeightChains;
+    const outputs = (members[members.length - 1].output ?? []).filter((o) => o);
+    const branch = (useOverride: boolean): onnx.IGraphProto => {
+      const label = useOverride ? 'override' : 'stored';
+      const branchNodes: onnx.NodeProto[] = [];
+      const renamed = new Map<string, string>();
+      if (useOverride) renamed.set(weight.weight, weight.overrideInput);
+      // Recompute, on the override, the chain values the members read.
+      const resolve = (value: string): string => {
+        const known = renamed.get(value);
+        if (known !== undefined) return known;
+        const producer = useOverride ? chain.producers.get(value) : undefined;
+        if (producer === undefined) return value;
+        const chainNode = nodes[producer];
+        const out = names.fresh(`override/${weight.weight}/${chainNode.opType}`);
+        branchNodes.push(onnx.NodeProto.create({ ...chainNode, input: chainNode.input.map(resolve), output: [out] }));
+        renamed.set(value, out);
+        return out;
+      };
+      const copies = members.map((member) =>
+        onnx.NodeProto.create({
+          ...member,
+          input: member.input.map(resolve),
+          output: member.output.map((o) => {
+            if (!o) return o;
+            const fresh = names.fresh(`${label}/${weight.weight}/${o}`);
+            renamed.set(o, fresh);
+            return fresh;
+          }),
+        }),
+      );
+      branchNodes.push(...wrap(copies, rest));
+      return { name: label, node: branchNodes, output: outputs.map((o) => valueInfo(renamed.get(o) as string)) };
+    };
+    const first = members[0];
+    return [makeNode('If', [switchNames[weight.index]], outputs, { then_branch: branch(true), else_branch: branch(false) }, first.name ?? undefined)];
+  };
+
+  // Assemble: the switches first, each point right after its tensor is available, wrapped nodes in place.
+  const newNodes: onnx.INodeProto[] = [];
+  const rangeOutputs: onnx.ValueInfoProto[] = [];
+  if (switchNames.length > 0) {
+    newNodes.push(makeNode('Split', [enableName], switchNames, opset !== undefined && opset >= 18 ? { num_outputs: { int: switchNames.length } } : {}));
+  }
+  const pointsAfter = new Map<number, PlacedPoint[]>();
+  for (const point of placed) {
+    const at = producedBy.get(point.tensor) ?? -1;
+    const list = pointsAfter.get(at);
+    if (list) list.push(point);
+    else pointsAfter.set(at, [point]);
+  }
+  const emitPoints = (at: number) => {
+    for (const point of pointsAfter.get(at) ?? []) {
+      const identity = names.fresh(`fq/${point.index}/identity`);
+      newNodes.push(
+        makeNode('If', [point.switchName], [point.output], {
+          then_branch: fakeQuantGraph(opset as number, names, point.tensor, point.elemType, paramsName, point.index),
+          else_branch: { name: 'identity', node: [makeNode('Identity', [point.tensor], [identity])], output: [valueInfo(identity)] },
+        }),
+      );
+      if (plan.withRangeOutputs) {
+        const min = names.fresh(`range/${point.index}/min`);
+        const max = names.fresh(`range/${point.index}/max`);
+        newNodes.push(makeNode('ReduceMin', [point.tensor], [min], { keepdims: { int: 0 } }));
+        newNodes.push(makeNode('ReduceMax', [point.tensor], [max], { keepdims: { int: 0 } }));
+        rangeOutputs.push(valueInfo(min, point.elemType, []), valueInfo(max, point.elemType, []));
+        point.rangeOutputs = { min, max };
+      }
+    }
+  };
+  emitPoints(-1);
+  nodes.forEach((node, index) => {
+    const members = windows.get(index);
+    if (members) newNodes.push(...wrap(members.map((i) => nodes[i]), weightsOfNode.get(members[0]) ?? []));
+    // Members before the last are emitted with their window; the values they make have no other reader.
+    else if (!inWindow.has(index)) newNodes.push(node);
+    emitPoints(index);
+  });
+
+  const newInputs: onnx.IValueInfoProto[] = [...(graph.input ?? [])];
+  if (switchNames.length > 0) newInputs.push(valueInfo(enableName, DataType.BOOL, [switchNames.length]));
+  if (pointCount > 0) newInputs.push(valueInfo(paramsName, DataType.FLOAT, [pointCount, PARAM_COLUMNS.length]));
+  for (const weight of instrumentedWeights) newInputs.push(valueInfo(weight.overrideInput, weight.elemType));
+
+  const newGraph = onnx.GraphProto.create({
+    ...graph,
+    node: newNodes,
+    input: newInputs,
+    output: [...(graph.output ?? []), ...rangeOutputs],
+  });
+  return {
+    model: onnx.ModelProto.create({ ...model, graph: newGraph }),
+    ...(switchNames.length > 0 ? { enableInput: enableName } : {}),
+    ...(pointCount > 0 ? { paramsInput: paramsName } : {}),
+    points: placed.map(({ switchName: _unused, ...point }) => point),
+    weights: instrumentedWeights,
+    skipped,
+  };
+}
+
+/** A tensor to feed, in the shape onnxruntime's `new Tensor(type, data, dims)` takes. */
+export interface FeedTensor {
+  type: 'bool' | 'float32' | 'float16' | 'float64';
+  data: Uint8Array | Float32Array | Uint16Array | Float64Array;
+  dims: number[];
+}
+
+/** Fake-quantization of one point: a fed per-tensor scale, or per-token scales computed in the graph. */
+export type ActivationQuant =
+  | { mode: 'static'; bits: number; symmetric: boolean; scale: number; zeroPoint?: number }
+  | { mode: 'dynamic'; bits: number; symmetric: boolean };
+
+/** A weight replacement: the stored shape, as float32 (float32 weights), float64 or raw float16 bits. */
+export type WeightOverride = Float32Array | Float64Array | Uint16Array;
+
+export interface QuantConfig {
+  /** By point index; points not listed are off. */
+  activations?: ReadonlyMap<number, ActivationQuant>;
+  /** By weight name; weights not listed use their stored values. */
+  weights?: ReadonlyMap<string, WeightOverride>;
+}
+
+/** Integer range of b-bit codes: symmetric ±(2^(b−1) − 1) like the weight quantizer, asymmetric 0…2^b − 1. */
+export function quantRange(bits: number, symmetric: boolean): { qmin: number; qmax: number } {
+  const levels = quantLevels(bits);
+  return symmetric ? { qmin: -levels, qmax: levels } : { qmin: 0, qmax: 2 * levels + 1 };
+}
+
+/**
+ * Static per-tensor scale and zero point from a calibrated range, by the formulas the graph uses per token in dynamic
+ * mode (symmetric: s = max(−min, max) / qmax, z = 0; asymmetric: s = (max − min) / (qmax − qmin),
+ * z = qmin − round(min / s)), evaluated in float64.
+ */
+export function staticQuantParams(min: number, max: number, bits: number, symmetric: boolean): { scale: number; zeroPoint: number } {
+  if (!Number.isFinite(min) || !Number.isFinite(max) || min > max) throw new RangeError(`invalid calibration range [${min}, ${max}]`);
+  const { qmin, qmax } = quantRange(bits, symmetric);
+  if (symmetric) return { scale: Math.max(Math.max(-min, max) / qmax, DYNAMIC_MIN_SCALE), zeroPoint: 0 };
+  const scale = Math.max((max - min) / (qmax - qmin), DYNAMIC_MIN_SCALE);
+  return { scale, zeroPoint: qmin - roundHalfEven(min / scale) };
+}
+
+const FEED_TYPES: Partial<Record<number, { type: FeedTensor['type']; array: new (n: number) => WeightOverride }>> = {
+  [DataType.FLOAT]: { type: 'float32', array: Float32Array },
+  [DataType.DOUBLE]: { type: 'float64', array: Float64Array },
+  [DataType.FLOAT16]: { type: 'float16', array: Uint16Array },
+};
+
+/**
+ * The control feeds for one configuration: switches, parameters and weight overrides (empty tensors for weights
+ * left alone). Merge them with the model's own inputs.
+ */
+export function instrumentFeeds(instrumented: InstrumentedModel, config: QuantConfig = {}): Record<string, FeedTensor> {
+  const feeds: Record<string, FeedTensor> = {};
+  const switchCount = instrumented.points.length + instrumented.weights.length;
+  const enable = new Uint8Array(switchCount);
+  const params = new Float32Array(instrumented.points.length * PARAM_COLUMNS.length);
+  for (const point of instrumented.points) {
+    const setting = config.activations?.get(point.index);
+    // Switched-off rows are never read; keep them finite anyway.
+    let row = [-127, 127, 1, 0, 0, 1];
+    if (setting) {
+      const { qmin, qmax } = quantRange(setting.bits, setting.symmetric);
+      if (setting.mode === 'static') {
+        if (!(setting.scale > 0) || !Number.isFinite(setting.scale)) throw new RangeError(`point ${point.index}: scale must be positive, got ${setting.scale}`);
+        const zeroPoint = setting.symmetric ? 0 : setting.zeroPoint ?? 0;
+        if (!Number.isInteger(zeroPoint)) throw new RangeError(`point ${point.index}: zero point must be an integer, got ${zeroPoint}`);
+        row = [qmin, qmax, setting.scale, zeroPoint, 0, setting.symmetric ? 1 : 0];
+      } else {
+        row = [qmin, qmax, 1, 0, 1, setting.symmetric ? 1 : 0];
+      }
+      enable[point.index] = 1;
+    }
+    params.set(row, point.index * PARAM_COLUMNS.length);
+  }
+  for (const name of config.activations?.keys() ?? []) {
+    if (!instrumented.points.some((p) => p.index === name)) throw new RangeError(`no fake-quant point with index ${name}`);
+  }
+  for (const name of config.weights?.keys() ?? []) {
+    if (!instrumented.weights.some((w) => w.weight === name)) throw new RangeError(`weight ${quote(name)} is not overridable in this model`);
+  }
+  for (const weight of instrumented.weights) {
+    const feedType = FEED_TYPES[weight.elemType];
+    if (!feedType) throw new RangeError(`weight ${quote(weight.weight)} has element type ${DataType[weight.elemType]}, which cannot be fed`);
+    const data = config.weights?.get(weight.weight);
+    if (!data) {
+      feeds[weight.overrideInput] = { type: feedType.type, data: new feedType.array(0), dims: [0] };
+      continue;
+    }
+    const count = weight.shape.reduce((a, b) => a * b, 1);
+    if (!(data instanceof feedType.array) || data.length !== count) {
+      throw new RangeError(
+        `override for ${quote(weight.weight)} must be a ${feedType.array.name} of ${count} values, got ${data.constructor.name} of ${data.length}`,
+      );
+    }
+    feeds[weight.overrideInput] = { type: feedType.type, data, dims: weight.shape };
+    enable[weight.index] = 1;
+  }
+  if (instrumented.enableInput) feeds[instrumented.enableInput] = { type: 'bool', data: enable, dims: [switchCount] };
+  if (instrumented.paramsInput) {
+    feeds[instrumented.paramsInput] = { type: 'float32', data: params, dims: [instrumented.points.length, PARAM_COLUMNS.length] };
+  }
+  return feeds;
+}
+
+/** The instrumented model as ONNX bytes. */
+export function encodeModel(model: onnx.IModelProto): Uint8Array {
+  return onnx.ModelProto.encode(model).finish();
+}
+
+/** Writes the instrumented model to `file` (for debugging it in Netron or another runtime). */
+export async function writeInstrumentedModel(file: string, instrumented: InstrumentedModel): Promise<void> {
+  await fs.promises.writeFile(file, encodeModel(instrumented.model));
+}
