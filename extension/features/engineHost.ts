@@ -74,6 +74,8 @@ export class EngineHost implements vscode.Disposable {
     if (!this.client) {
       this.client = new EngineClient({
         enginePath: this.enginePath,
+        // inspectModel frees each large tensor with gc() as soon as it is measured: peak memory ≈ the largest tensor.
+        execArgv: ['--expose-gc'],
         log: (level, message) => this.log[level](message),
       });
       this.client.onDidCrash((crash) => this.onCrash(crash));
