@@ -2,7 +2,7 @@
 # Installs code-server 4.96.4 (a real VS Code 1.96.4: web client + Node extension host) into a cache folder outside
 # the repo, the way RECIPES.md describes: its own postinstall cannot work here (root check, a GitHub dependency in
 # its shrinkwrap, a ripgrep download). Prints the binary's path. Idempotent: a marker written last means "done".
-set -euo pipefail
+set -Eeuo pipefail
 
 VERSION=4.96.4
 CACHE_ROOT="${QUANTLENS_CACHE:-$HOME/.cache/quantlens}"
@@ -17,7 +17,7 @@ fi
 
 log() { echo "[install-code-server] $*" >&2; }
 fail() { log "FAILED: $*"; exit 1; }
-trap 'fail "step at line $LINENO exited with status $?"' ERR
+trap 'status=$?; fail "\"$BASH_COMMAND\" exited with status $status"' ERR
 
 # A half-finished earlier attempt is discarded rather than patched.
 rm -rf "$DEST"

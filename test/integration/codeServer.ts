@@ -6,7 +6,7 @@ import * as http from 'node:http';
 import * as net from 'node:net';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import type { Browser, Page } from 'playwright-core';
+import type { Browser, Frame, Page } from 'playwright-core';
 
 export const CODE_SERVER_VERSION = '4.96.4';
 
@@ -92,6 +92,8 @@ export interface CodeServer {
   pid: number;
   /** Temp folder holding user-data-dir, extensions-dir and code-server.log. */
   stateDir: string;
+  /** code-server's own config file (kept out of ~/.config). */
+  configFile: string;
   logFile: string;
   /** The server's and its children's log folder (extension host output included). */
   userDataDir: string;
@@ -139,9 +141,13 @@ export async function startCodeServer(options: CodeServerOptions): Promise<CodeS
     path.join(userDataDir, 'User', 'settings.json'),
     JSON.stringify({ ...QUIET_USER_SETTINGS, ...options.settings }, null, 2),
   );
+  // Its own config file, so code-server does not create one under ~/.config.
+  const configFile = path.join(stateDir, 'config.yaml');
+  fs.writeFileSync(configFile, 'auth: none\n');
   const logFile = path.join(stateDir, 'code-server.log');
   const logFd = fs.openSync(logFile, 'a');
   const args = [
+    '--config', configFile,
     '--auth', 'none',
     '--bind-addr', `127.0.0.1:${port}`,
     '--user-data-dir', userDataDir,
@@ -168,7 +174,7 @@ export async function startCodeServer(options: CodeServerOptions): Promise<CodeS
     if (groupAlive(pid)) killGroup(pid, 'SIGKILL');
     liveGroups.delete(pid);
   };
-  const server: CodeServer = { port, pid, stateDir, logFile, userDataDir, stop, exited };
+  const server: CodeServer = { port, pid, stateDir, configFile, logFile, userDataDir, stop, exited };
   try {
     await waitForHttp(`http://127.0.0.1:${port}/healthz`, 60_000, exited);
   } catch (err) {
@@ -199,20 +205,40 @@ export async function waitForHttp(url: string, timeoutMs: number, abort?: Promis
   throw new Error(`${url} did not answer within ${timeoutMs / 1000} s`);
 }
 
+export interface WorkbenchPayload {
+  extensionDevelopmentPath: string;
+  /** The suite's index.js: VS Code calls its run() in the extension host. */
+  extensionTestsPath?: string;
+}
+
 /** The workbench URL for a folder, with the extension-development payload (RECIPES.md). */
-export function workbenchUrl(
-  port: number,
-  workspace: string,
-  extensionDevelopmentPath: string,
-  extensionTestsPath?: string,
-): string {
+export function workbenchUrl(port: number, workspace: string, payload: WorkbenchPayload): string {
   const remote = (p: string) => `vscode-remote://127.0.0.1:${port}${encodeURI(path.resolve(p))}`;
-  const payload: [string, string][] = [['extensionDevelopmentPath', remote(extensionDevelopmentPath)]];
-  if (extensionTestsPath) payload.push(['extensionTestsPath', remote(extensionTestsPath)]);
+  const entries: [string, string][] = [['extensionDevelopmentPath', remote(payload.extensionDevelopmentPath)]];
+  if (payload.extensionTestsPath) entries.push(['extensionTestsPath', remote(payload.extensionTestsPath)]);
   return (
     `http://127.0.0.1:${port}/?folder=${encodeURIComponent(path.resolve(workspace))}` +
-    `&payload=${encodeURIComponent(JSON.stringify(payload))}`
+    `&payload=${encodeURIComponent(JSON.stringify(entries))}`
   );
+}
+
+/** How many extension hosts code-server has launched: one per browser window that connected (or reloaded). */
+export function extensionHostLaunches(server: CodeServer): number {
+  return fs.readFileSync(server.logFile, 'utf8').split('Launched Extension Host Process').length - 1;
+}
+
+/**
+ * Opens a file in the browser window that was active last, through code-server's CLI and its session socket. Unlike
+ * the payload's `openFile`, which the workbench resolves before a development extension's custom editors are
+ * registered (the file then opens as text), this runs once the window is up, so the file gets its default editor.
+ */
+export function openInWindow(server: CodeServer, file: string): void {
+  const args = ['--config', server.configFile, '--user-data-dir', server.userDataDir, '--reuse-window', file];
+  const result = spawnSync(findCodeServer(), args, {
+    encoding: 'utf8',
+    timeout: 30_000,
+  });
+  if (result.status !== 0) throw new Error(`code-server could not open ${file}: ${result.stderr || result.error}`);
 }
 
 export const CHROMIUM_ARGS = [
@@ -229,16 +255,32 @@ export async function launchChromium(): Promise<Browser> {
   return chromium.launch({ executablePath: findChromium(), headless: true, args: CHROMIUM_ARGS });
 }
 
-/** Opens the workbench in a fresh page, collecting console errors and page errors into `consoleErrors`. */
-export async function openWorkbench(browser: Browser, url: string, consoleErrors: string[]): Promise<Page> {
-  const page = await browser.newPage({ viewport: { width: 1440, height: 900 } });
-  page.on('console', (msg) => {
-    if (msg.type() === 'error') consoleErrors.push(`[console] ${msg.text()}`);
-  });
-  page.on('pageerror', (err) => consoleErrors.push(`[pageerror] ${err.message}`));
-  await page.goto(url, { waitUntil: 'domcontentloaded' });
-  await page.locator('.monaco-workbench').waitFor({ timeout: 60_000 });
-  return page;
+/**
+ * The webview frame (webviews nest: iframe.webview → #active-frame) whose table has a row containing `text`, and how
+ * many rows its DOM holds; undefined if none appears within the timeout.
+ */
+export async function findWebviewFrameWithRow(
+  page: Page,
+  text: string,
+  timeoutMs: number,
+): Promise<{ frame: Frame; rows: number } | undefined> {
+  const deadline = Date.now() + timeoutMs;
+  do {
+    for (const frame of page.frames()) {
+      if (frame === page.mainFrame()) continue;
+      // A frame can navigate or go away between listing and evaluating: that is just "not this one".
+      const found = await frame.evaluate(countRowsWith, text).catch(() => undefined);
+      if (found?.hasText) return { frame, rows: found.rows };
+    }
+    await sleep(250);
+  } while (Date.now() < deadline);
+  return undefined;
+}
+
+// Runs inside a frame of the page.
+function countRowsWith(text: string): { rows: number; hasText: boolean } {
+  const rows = Array.from(document.querySelectorAll('tr, [role="row"]'));
+  return { rows: rows.length, hasText: rows.some((row) => (row.textContent ?? '').includes(text)) };
 }
 
 export function tailOf(file: string, chars: number): string {

@@ -14,7 +14,11 @@ suite('Bad files', () => {
       const api = await quantLensApi();
       const file = fixture(name);
       await vscode.commands.executeCommand('vscode.openWith', file, VIEW_TYPE);
-      const message = await waitFor(`the error for ${name}`, () => api.inspectorError(file.fsPath));
+      const message = await waitFor(
+        `the error for ${name}`,
+        () => api.inspectorError(file.fsPath),
+        () => JSON.stringify(api.inspectorRendered(file.fsPath) ?? 'no render'),
+      );
       assert.ok(message.includes(path.basename(file.fsPath)), `message does not name the file: ${message}`);
       assert.equal(api.inspectorRendered(file.fsPath)?.totalRows ?? 0, 0, 'a damaged file rendered rows');
     });

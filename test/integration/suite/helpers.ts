@@ -28,13 +28,21 @@ export async function quantLensApi(): Promise<QuantLensApi> {
 
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 
-/** Polls `probe` until it returns a value that is not undefined; the timeout only bounds a hang. */
-export async function waitFor<T>(what: string, probe: () => T | undefined | Promise<T | undefined>, timeoutMs = 60_000): Promise<T> {
+/**
+ * Polls `probe` until it returns a value that is not undefined. The timeout only bounds a hang; its message says what
+ * was last seen (`lastSeen`), so a wrong value reads as a wrong value rather than as slowness.
+ */
+export async function waitFor<T>(
+  what: string,
+  probe: () => T | undefined | Promise<T | undefined>,
+  lastSeen: () => string = () => 'nothing',
+  timeoutMs = 30_000,
+): Promise<T> {
   const deadline = Date.now() + timeoutMs;
   for (;;) {
     const value = await probe();
     if (value !== undefined) return value;
-    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs / 1000} s waiting for ${what}`);
+    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs / 1000} s waiting for ${what}; last seen: ${lastSeen()}`);
     await sleep(100);
   }
 }
@@ -46,10 +54,19 @@ export function waitForRender(
   what: string,
   accept: (render: InspectorRendered) => boolean = (render) => render.totalRows > 0,
 ): Promise<InspectorRendered> {
-  return waitFor(`${what} (${path.basename(file.fsPath)})`, () => {
-    const render = api.inspectorRendered(file.fsPath);
-    return render && accept(render) ? render : undefined;
-  });
+  return waitFor(
+    `${what} (${path.basename(file.fsPath)})`,
+    () => {
+      const render = api.inspectorRendered(file.fsPath);
+      return render && accept(render) ? render : undefined;
+    },
+    () => {
+      const render = api.inspectorRendered(file.fsPath);
+      const error = api.inspectorError(file.fsPath);
+      return `${render ? JSON.stringify({ ...render, firstNames: render.firstNames.slice(0, 5) }) : 'no render'}` +
+        `${error ? `, error: ${error}` : ''}`;
+    },
+  );
 }
 
 export async function closeAllEditors(): Promise<void> {

@@ -24,9 +24,15 @@ export async function run(): Promise<void> {
   });
   const report: SuiteResults = { vscodeVersion: vscode.version, tests: results };
   writeFileAtomic(exchangePath(workspaceRoot(), EXCHANGE.results), JSON.stringify(report, null, 2));
+  // test-electron reports a rejected run() as a failed exit code.
+  const failed = results.filter((r) => r.state === 'failed').length;
+  if (failed > 0) throw new Error(`${failed} integration test(s) failed`);
 }
 
 function describe(err: Error): string {
-  const stackTop = (err.stack ?? '').split('\n').slice(1, 4).join('\n');
-  return stackTop ? `${err.message}\n${stackTop}` : err.message;
+  const frames = (err.stack ?? '')
+    .split('\n')
+    .filter((line) => line.trim().startsWith('at '))
+    .slice(0, 3);
+  return [err.message, ...frames].join('\n');
 }

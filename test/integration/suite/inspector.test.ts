@@ -69,17 +69,24 @@ suite('Inspector', () => {
   test('the Layers tree mirrors the active model: groups and layer names', async () => {
     await vscode.commands.executeCommand('vscode.openWith', sample(), VIEW_TYPE);
     await waitForRender(api, sample(), 'the inspector table');
-    const labels = await waitFor('the Layers tree', async () => {
-      const now = (await api.layersTreeLabels()).map((label) => label.trim());
-      return now.some((label) => label.includes('block 0')) ? now : undefined;
-    });
-    for (const group of ['block 0', 'block 3']) {
-      assert.ok(labels.some((label) => label.startsWith(group)), `no group ${group} in ${labels.join(' | ')}`);
-    }
-    assert.ok(
-      labels.some((label) => label.includes('qkv')),
-      `no qkv layer in the tree: ${labels.join(' | ')}`,
+    let last: string[] = [];
+    const labels = await waitFor(
+      'the Layers tree',
+      async () => {
+        last = await api.layersTreeLabels();
+        return last.some((label) => label.trim() === KNOWN_LAYER) ? last : undefined;
+      },
+      () => last.join(' | '),
     );
+    const trimmed = labels.map((label) => label.trim());
+    const depth = (label: string) => label.length - label.trimStart().length;
+    assert.equal(trimmed[0], FIXTURES.sample, 'the tree root is the active model');
+    for (const group of ['block 0', 'block 3']) assert.ok(trimmed.includes(group), `no group ${group} in ${trimmed.join(' | ')}`);
+    for (const name of expectedLayers) assert.ok(trimmed.includes(name), `layer ${name} missing from the tree`);
+    // blocks.0.attn.qkv sits under block 0 › attn.
+    const leaf = trimmed.indexOf(KNOWN_LAYER);
+    const block = trimmed.indexOf('block 0');
+    assert.ok(block < leaf && depth(labels[leaf]!) > depth(labels[block]!), 'the layer is not nested in its group');
   });
 
   test('quantlens.revealLayer selects the layer in the inspector', async () => {
@@ -97,13 +104,20 @@ suite('Inspector', () => {
     const harnessFile = exchangePath(workspaceRoot(), EXCHANGE.harness);
     const harness = fs.existsSync(harnessFile) ? (JSON.parse(fs.readFileSync(harnessFile, 'utf8')) as HarnessInfo) : undefined;
     if (!harness?.screenshot) this.skip();
+    // The harness clicks through the Layers tree, so it must be open.
+    await vscode.commands.executeCommand('quantlens.layers.focus');
     await vscode.commands.executeCommand('vscode.openWith', sample(), VIEW_TYPE);
-    await vscode.commands.executeCommand('quantlens.revealLayer', KNOWN_LAYER);
-    await waitForRender(api, sample(), `selection of ${KNOWN_LAYER}`, (r) => r.selected === KNOWN_LAYER);
+    for (const name of [OTHER_LAYER, KNOWN_LAYER]) {
+      await vscode.commands.executeCommand('quantlens.revealLayer', name);
+      await waitForRender(api, sample(), `selection of ${name}`, (r) => r.selected === name);
+    }
     const request: ScreenshotRequest = { file: sample().fsPath, layer: KNOWN_LAYER };
     writeFileAtomic(exchangePath(workspaceRoot(), EXCHANGE.readyForScreenshot), JSON.stringify(request));
-    await waitFor('the harness to take the screenshot', () =>
-      fs.existsSync(exchangePath(workspaceRoot(), EXCHANGE.screenshotDone)) ? true : undefined,
+    await waitFor(
+      'the harness to take the screenshot',
+      () => (fs.existsSync(exchangePath(workspaceRoot(), EXCHANGE.screenshotDone)) ? true : undefined),
+      undefined,
+      90_000,
     );
   });
 });
