@@ -5,6 +5,7 @@ import * as path from 'path';
 import { onnx } from 'onnx-proto';
 import type { Dim, DType, ModelSummary, ValueInfo } from '../../protocol/records';
 import { ModelError } from '../errors';
+import { SafeFolder, type ResolvedFile } from '../safePath';
 import { onnxLayers, type TensorInfo } from './layers';
 import {
   decodeHalfWords,
@@ -146,62 +147,13 @@ function readDims(file: string, name: string, dims: Int64[] | null | undefined):
   return shape;
 }
 
-interface ExternalFile {
-  /** Real path on disk. */
-  real: string;
-  /** Location as written in the model, normalized, relative to the model's folder. */
-  relative: string;
-  size: number;
-}
-
-/** Resolves external data locations inside the model's folder, refusing any that leads outside it. */
-class ExternalLocations {
-  private readonly byLocation = new Map<string, Promise<ExternalFile>>();
-  private folderReal: Promise<string> | undefined;
-
-  constructor(private readonly modelFile: string) {}
-
-  resolve(location: string): Promise<ExternalFile> {
-    let found = this.byLocation.get(location);
-    if (!found) {
-      found = this.check(location);
-      this.byLocation.set(location, found);
-    }
-    return found;
-  }
-
-  private refuse(location: string, why: string): ModelError {
-    return new ModelError(this.modelFile, `external data location ${quote(location)} refused: ${why}`);
-  }
-
-  private async check(location: string): Promise<ExternalFile> {
-    if (location === '' || location.includes('\0')) throw this.refuse(location, 'not a file name');
-    if (path.isAbsolute(location) || path.win32.isAbsolute(location)) {
-      throw this.refuse(location, 'absolute paths are not allowed, it must be relative to the model\'s folder');
-    }
-    const folder = path.dirname(this.modelFile);
-    const target = path.resolve(folder, location);
-    if (escapes(folder, target)) throw this.refuse(location, 'it points outside the model\'s folder');
-    this.folderReal ??= fs.promises.realpath(folder);
-    let real: string;
-    let stat: fs.Stats;
-    try {
-      real = await fs.promises.realpath(target);
-      stat = await fs.promises.stat(real);
-    } catch (err) {
-      throw fileAccessError(this.modelFile, err, `external data file ${quote(location)}`);
-    }
-    if (escapes(await this.folderReal, real)) {
-      throw this.refuse(location, 'it resolves (through a symbolic link) outside the model\'s folder');
-    }
-    if (!stat.isFile()) throw this.refuse(location, 'not a regular file');
-    return { real, relative: path.relative(folder, target).split(path.sep).join('/'), size: stat.size };
-  }
-}
-
-function escapes(folder: string, target: string): boolean {
-  const relative = path.relative(folder, target);
-  return relative === '..' || relative.startsWith(`..${path.sep}`) || path.isAbsolute(relative);
+/** External data locations resolve inside the model's folder; any that leads outside it is refused. */
+function externalLocations(modelFile: string): SafeFolder {
+  return new SafeFolder(modelFile, {
+    what: 'external data location',
+    fileWhat: 'external data file',
+    folderName: "the model's folder",
+  });
 }
 
 function parseOffset(file: string, name: string, key: string, text: string): number {
@@ -217,8 +169,8 @@ async function externalSource(
   name: string,
   tensor: onnx.ITensorProto,
   expectedBytes: number,
-  locations: ExternalLocations,
-): Promise<{ source: ExternalSource; external: ExternalFile; problem?: string }> {
+  locations: SafeFolder,
+): Promise<{ source: ExternalSource; external: ResolvedFile; problem?: string }> {
   const entries = new Map((tensor.externalData ?? []).map((e) => [e.key ?? '', e.value ?? '']));
   const location = entries.get('location');
   if (location === undefined) throw new ModelError(file, `tensor ${quote(name)} has external data without a location`);
@@ -257,7 +209,7 @@ function inMemoryProblem(tensor: onnx.ITensorProto, dtype: DType, numel: number,
 async function collectTensors(
   file: string,
   graph: onnx.IGraphProto,
-  locations: ExternalLocations,
+  locations: SafeFolder,
   warnings: string[],
 ): Promise<{ tensors: Map<string, StoredTensor>; externalFiles: string[] }> {
   const tensors = new Map<string, StoredTensor>();
@@ -415,7 +367,7 @@ export async function openOnnx(filePath: string): Promise<OpenedModel> {
   const model = await decodeOnnx(file, stat.size);
   const graph = model.graph as onnx.IGraphProto;
   const warnings: string[] = [];
-  const { tensors, externalFiles } = await collectTensors(file, graph, new ExternalLocations(file), warnings);
+  const { tensors, externalFiles } = await collectTensors(file, graph, externalLocations(file), warnings);
 
   const readable = new Map<string, TensorInfo>();
   for (const t of tensors.values()) if (!t.problem && isNumericDType(t.dtype)) readable.set(t.name, t);

@@ -64,7 +64,8 @@ function quote(text: string): string {
   return JSON.stringify(text.length > 200 ? `${text.slice(0, 200)}…` : text);
 }
 
-interface Entry {
+/** One tensor of the header, validated: offsets are relative to the data region. */
+export interface SafetensorsEntry {
   name: string;
   storedType: string;
   dtype: DType;
@@ -75,7 +76,7 @@ interface Entry {
 }
 
 /** Parses and checks the header; every problem is a ModelError naming the file (and the tensor). */
-function parseHeader(file: string, headerBytes: Uint8Array, dataBytes: number): { entries: Entry[]; metadata: Record<string, string> } {
+function parseHeader(file: string, headerBytes: Uint8Array, dataBytes: number): { entries: SafetensorsEntry[]; metadata: Record<string, string> } {
   let text: string;
   try {
     text = new TextDecoder('utf-8', { fatal: true }).decode(headerBytes);
@@ -93,7 +94,7 @@ function parseHeader(file: string, headerBytes: Uint8Array, dataBytes: number): 
   }
 
   let metadata: Record<string, string> = {};
-  const entries: Entry[] = [];
+  const entries: SafetensorsEntry[] = [];
   for (const [name, value] of Object.entries(header)) {
     if (name === '__metadata__') {
       if (!validateMetadata(value)) throw new ModelError(file, '__metadata__ must map strings to strings');
@@ -140,13 +141,13 @@ function parseHeader(file: string, headerBytes: Uint8Array, dataBytes: number): 
 }
 
 class SafetensorsModel implements OpenedModel {
-  private readonly byName: Map<string, Entry>;
+  private readonly byName: Map<string, SafetensorsEntry>;
   private closed = false;
 
   constructor(
     readonly summary: ModelSummary,
     readonly layers: OpenedModel['layers'],
-    entries: Entry[],
+    entries: SafetensorsEntry[],
     private readonly handle: fs.promises.FileHandle,
     private readonly dataStart: number,
   ) {
@@ -189,7 +190,16 @@ export async function openSafetensors(filePath: string): Promise<OpenedModel> {
   }
 }
 
-async function openWithHandle(file: string, handle: fs.promises.FileHandle): Promise<OpenedModel> {
+export interface SafetensorsHeader {
+  entries: SafetensorsEntry[];
+  metadata: Record<string, string>;
+  /** File offset of the data region. */
+  dataStart: number;
+  fileBytes: number;
+}
+
+/** Reads and validates the header of an open safetensors file; every problem is a ModelError naming `file`. */
+export async function readSafetensorsHeader(file: string, handle: fs.promises.FileHandle): Promise<SafetensorsHeader> {
   const stat = await handle.stat();
   if (stat.isDirectory()) throw new ModelError(file, 'is a directory, not a model file');
   if (!stat.isFile()) throw new ModelError(file, 'is not a regular file');
@@ -206,6 +216,11 @@ async function openWithHandle(file: string, handle: fs.promises.FileHandle): Pro
   const headerBytes = await readByteRange(handle, file, 8, Number(headerLength));
   const dataStart = 8 + Number(headerLength);
   const { entries, metadata } = parseHeader(file, headerBytes, stat.size - dataStart);
+  return { entries, metadata, dataStart, fileBytes: stat.size };
+}
+
+async function openWithHandle(file: string, handle: fs.promises.FileHandle): Promise<OpenedModel> {
+  const { entries, metadata, dataStart, fileBytes } = await readSafetensorsHeader(file, handle);
 
   const warnings: string[] = [];
   const undecoded = entries.filter((e) => e.dtype === 'OTHER');
@@ -214,7 +229,7 @@ async function openWithHandle(file: string, handle: fs.promises.FileHandle): Pro
     warnings.push(`${undecoded.length} tensor(s) of dtype ${types} are not decoded and not listed as layers`);
   }
   const used = entries.reduce((sum, e) => sum + (e.end - e.begin), 0);
-  const unused = stat.size - dataStart - used;
+  const unused = fileBytes - dataStart - used;
   if (unused > 0) warnings.push(`${unused} bytes of the data region belong to no tensor`);
 
   const layers = checkpointLayers(entries);
@@ -222,7 +237,7 @@ async function openWithHandle(file: string, handle: fs.promises.FileHandle): Pro
     path: file,
     fileName: path.basename(file),
     format: 'safetensors',
-    fileBytes: stat.size,
+    fileBytes,
     inputs: [],
     outputs: [],
     opHistogram: {},

@@ -1,0 +1,4 @@
+// Calibration inputs for the sensitivity runner. `toOrtFeeds` lives in ./ortFeeds (it loads onnxruntime).
+export { loadCalibration } from './load';
+export { detectTimestepInput, evenlySpacedTimesteps, withTimestep } from './timestep';
+export * from './types';
