@@ -3,15 +3,18 @@
 // Definition (float32 throughout; one row of the parameters input holds qmin, qmax, scale, zero point, dynamic,
 // symmetric):
 //   static:         inv = 1/s;  q = clamp(round(x·inv) + z, qmin, qmax);  y = (q − z)·s
-//   dynamic, asym:  per token (reduced over the last axis) mn, mx;  s = max((mx − mn)·(1/(qmax − qmin)), ε);
+//   dynamic, asym:  per token (the last axis holds a token's features; a scalar is one token) mn, mx;
+//                   s = max((mx − mn)·(1/(qmax − qmin)), ε);
 //                   z = qmin − round(mn·(1/s)); then as static with that s and z
 //   dynamic, sym:   a = max(−mn, mx);  s = max(a·(1/qmax), ε);  z = 0
 // round is half to even (ONNX Round, like the weight quantizer). Every division is a multiplication by a reciprocal,
 // as in PyTorch's fake_quantize (x · inv_scale), so the result is bit-for-bit the same at every opset: opsets before
-// 11 have no Round (emulated exactly with Floor/Ceil), opset 7 has no broadcasting Max/Min (clamped with Relu), and
-// opset 6 has no broadcasting arithmetic that onnxruntime implements (Add-6 has no kernel), so there the tensor is
-// viewed as [tokens, features, 1] and scalars and per-token values are broadcast with batched MatMul (a product with
-// an inner dimension of 1 is exact) and combined with same-shape Sum/Max/Min.
+// 11 have no Round (emulated exactly with Floor/Ceil), opset 7 has no broadcasting Max/Min (clamped with Relu: exact
+// on integers; the ε floor of a scale below 2^25·ε is off by an ulp), and opset 6 has no broadcasting arithmetic
+// that onnxruntime implements (Add-6 has no kernel), so there the tensor is viewed as [tokens, features, 1] and
+// scalars and per-token values are broadcast with batched MatMul (a product with an inner dimension of 1 is exact)
+// and combined with same-shape Sum/Max/Min. Dynamic mode on an empty tensor (and, at opset 6, either mode) fails
+// when run, because the token view cannot be formed.
 import type { onnx } from 'onnx-proto';
 import { DataType, floatTensor, int64Tensor, makeNode, type NameScope, type AttributeValue, type IntAttribute } from './graph';
 
@@ -101,14 +104,17 @@ class Arith {
     return { name: this.op('MatMul', [high.name, low.name])[0], level: high.level };
   }
 
-  /** max(a, b), exact when a − b and (a − b) + b are exact (integers, or b negligible next to a). */
+  /**
+   * max(a, b). Opset 7's Max does not broadcast: values of different levels take b + relu(a − b), exact when a − b
+   * and (a − b) + b are (integers, as in the clamp; for the ε floor of a scale, whenever the scale is ≥ 2^25·ε).
+   */
   max(a: Value, b: Value): Value {
-    if (this.opset === 7) return this.add(b, this.relu(this.sub(a, b)));
+    if (this.opset === 7 && a.level !== b.level) return this.add(b, this.relu(this.sub(a, b)));
     return this.binary('Max', 'Max', a, b);
   }
 
   min(a: Value, b: Value): Value {
-    if (this.opset === 7) return this.sub(b, this.relu(this.sub(b, a)));
+    if (this.opset === 7 && a.level !== b.level) return this.sub(b, this.relu(this.sub(b, a)));
     return this.binary('Min', 'Min', a, b);
   }
 
@@ -147,20 +153,46 @@ class Arith {
     return this.sub(this.add(fl, up), this.and(tie, even));
   }
 
-  /** Per-token minimum or maximum over the last axis, kept as a trailing axis of size 1. */
-  reduceLast(opType: 'ReduceMin' | 'ReduceMax', x: Value): Value {
-    // opset 6 works on the [tokens, features, 1] view, where features is axis 1.
-    const axis = this.broadcasts ? -1 : 1;
+  /** Minimum or maximum over `axis` (every axis when undefined), kept as an axis of size 1. */
+  reduce(opType: 'ReduceMin' | 'ReduceMax', x: Value, axis: number | undefined): Value {
+    const level: Level = axis === undefined ? 'scalar' : 'token';
+    if (axis === undefined) return { name: this.op(opType, [x.name], { keepdims: { int: 1 } })[0], level };
     if (this.opset >= 18) {
       const axes = this.op('Constant', [], { value: int64Tensor([axis], [1]) })[0];
-      return { name: this.op(opType, [x.name, axes], { keepdims: { int: 1 } })[0], level: 'token' };
+      return { name: this.op(opType, [x.name, axes], { keepdims: { int: 1 } })[0], level };
     }
-    return { name: this.op(opType, [x.name], { axes: { int: [axis] }, keepdims: { int: 1 } })[0], level: 'token' };
+    return { name: this.op(opType, [x.name], { axes: { int: [axis] }, keepdims: { int: 1 } })[0], level };
+  }
+
+  /** The last element of a 1-D int64 tensor, as a 1-D tensor (empty for an empty one). */
+  sliceLast(vector: string): string {
+    const bounds = { starts: [-1], ends: [2 ** 31 - 1], axes: [0] };
+    if (this.opset < 10) {
+      return this.op('Slice', [vector], { starts: { int: bounds.starts }, ends: { int: bounds.ends }, axes: { int: bounds.axes } })[0];
+    }
+    const inputs = [bounds.starts, bounds.ends, bounds.axes].map((values) => this.op('Constant', [], { value: int64Tensor(values, [1]) })[0]);
+    return this.op('Slice', [vector, ...inputs])[0];
   }
 
   castToBool(a: Value): string {
     return this.op('Cast', [a.name], { to: { int: DataType.BOOL } })[0];
   }
+}
+
+/**
+ * x viewed as [tokens, features] ([tokens, features, 1] at opset 6): features is the last axis, tokens all the others;
+ * a scalar is one token of one feature. The view is rank 2 (3) whatever x's rank, so the reduction over axis 1 is
+ * valid for onnxruntime's shape inference at every rank; but the result, reshaped back with `shape`, has a shape that
+ * shape inference cannot follow, so the view is used only when x's rank is not known to be positive.
+ */
+function tokenView(a: Arith, x: Value): { x: Value; shape: string } {
+  const shape = a.op('Shape', [x.name])[0];
+  const one = a.op('Constant', [], { value: int64Tensor([1], [1]) })[0];
+  const features = a.sliceLast(a.op('Concat', [one, shape], { axis: { int: 0 } })[0]);
+  const dims = [a.op('Constant', [], { value: int64Tensor([-1], [1]) })[0], features];
+  if (a.opset < 7) dims.push(one);
+  const viewShape = a.op('Concat', dims, { axis: { int: 0 } })[0];
+  return { x: { name: a.op('Reshape', [x.name, viewShape])[0], level: 'full' }, shape };
 }
 
 interface QuantParams {
@@ -172,14 +204,14 @@ interface QuantParams {
   symmetric: Value;
 }
 
-/** y = (clamp(round(x·inv) + z, qmin, qmax) − z)·s; without z when it is known to be 0. */
-function quantizeDequantize(a: Arith, x: Value, scale: Value, zeroPoint: Value | undefined, p: QuantParams): Value {
+/**
+ * y = (clamp(round(x·inv) + z, qmin, qmax) − z)·s. z is added even when it is 0: that turns Round's −0 (opset ≥ 11)
+ * into +0, as the emulated rounding of older opsets gives, so results are bit-identical across opsets.
+ */
+function quantizeDequantize(a: Arith, x: Value, scale: Value, zeroPoint: Value, p: QuantParams): Value {
   const inverse = a.reciprocal(scale);
-  let q = a.round(a.mul(x, inverse));
-  if (zeroPoint) q = a.add(q, zeroPoint);
-  q = a.min(a.max(q, p.qmin), p.qmax);
-  if (zeroPoint) q = a.sub(q, zeroPoint);
-  return a.mul(q, scale);
+  const q = a.min(a.max(a.add(a.round(a.mul(x, inverse)), zeroPoint), p.qmin), p.qmax);
+  return a.mul(a.sub(q, zeroPoint), scale);
 }
 
 function graph(name: string, a: Arith, output: Value): onnx.IGraphProto {
@@ -192,9 +224,10 @@ function branchOn(a: Arith, flag: Value, thenGraph: onnx.IGraphProto, elseGraph:
   return { name: a.op('If', [cond], { then_branch: thenGraph, else_branch: elseGraph })[0], level };
 }
 
-function dynamicBranch(a: Arith, x: Value, p: QuantParams): Value {
-  const mn = a.reduceLast('ReduceMin', x);
-  const mx = a.reduceLast('ReduceMax', x);
+/** Per-token fake-quantization; tokens are reduced over `axis` (all axes: the tensor is one token). */
+function dynamicBranch(a: Arith, x: Value, p: QuantParams, axis: number | undefined): Value {
+  const mn = a.reduce('ReduceMin', x, axis);
+  const mx = a.reduce('ReduceMax', x, axis);
   if (a.opset < 7) {
     // ones per token, for broadcasting scalars to [tokens, 1, 1]: exp(mn·0).
     a.ones.token = a.op('Exp', [a.mul(mn, a.constant(0)).name])[0];
@@ -204,7 +237,7 @@ function dynamicBranch(a: Arith, x: Value, p: QuantParams): Value {
   const sym = a.branch();
   const absMax = sym.max(sym.neg(mn), mx);
   const symScale = sym.max(sym.mul(absMax, sym.reciprocal(p.qmax)), floor);
-  const symOut = quantizeDequantize(sym, x, symScale, undefined, p);
+  const symOut = quantizeDequantize(sym, x, symScale, sym.constant(0), p);
 
   const asym = a.branch();
   const asymScale = asym.max(asym.mul(asym.sub(mx, mn), asym.reciprocal(asym.sub(p.qmax, p.qmin))), floor);
@@ -214,9 +247,14 @@ function dynamicBranch(a: Arith, x: Value, p: QuantParams): Value {
   return branchOn(a, p.symmetric, graph('symmetric', sym, symOut), graph('asymmetric', asym, asymOut), 'full');
 }
 
+/** What is known of a point's rank: 0, at least 1 (a Conv/Gemm/MatMul input, a declared shape), or nothing. */
+export type RankKnowledge = 'zero' | 'positive' | 'unknown';
+
 /**
  * The then-branch of a point's switch: fake-quantizes `input` (element type `elemType`, a float type) with row
- * `row` of `paramsInput` ([points, 6] float32). The branch graph's single output has the input's element type.
+ * `row` of `paramsInput` ([points, 6] float32). The branch graph's single output has the input's element type and,
+ * from opset 7 when the rank is known, a shape that onnxruntime's shape inference follows (so fusions downstream of
+ * the point are unaffected).
  */
 export function fakeQuantGraph(
   opset: number,
@@ -225,6 +263,7 @@ export function fakeQuantGraph(
   elemType: number,
   paramsInput: string,
   row: number,
+  rank: RankKnowledge,
 ): onnx.IGraphProto {
   const top = new Arith(opset, names);
   let x: Value = { name: input, level: 'full' };
@@ -232,33 +271,42 @@ export function fakeQuantGraph(
 
   const index = top.op('Constant', [], { value: int64Tensor([row], []) })[0];
   const paramRow = top.op('Gather', [paramsInput, index])[0];
-  let shapeOfInput: string | undefined;
-  let columns: string[];
-  const split = (source: string) => top.op('Split', [source], opset >= 18 ? { num_outputs: { int: 6 } } : {}, 6);
+
   if (opset >= 7) {
-    columns = split(paramRow);
+    // Rank-0 parameters, so that a rank-0 x keeps its rank.
+    const column = (k: number): Value => ({
+      name: top.op('Gather', [paramRow, top.op('Constant', [], { value: int64Tensor([k], []) })[0]])[0],
+      level: 'scalar',
+    });
+    const [qmin, qmax, scale, zeroPoint, dynamic, symmetric] = PARAM_COLUMNS.map((_, k) => column(k));
+    const p: QuantParams = { qmin, qmax, scale, zeroPoint, dynamic, symmetric };
+    const dyn = top.branch();
+    let dynOut: string;
+    if (rank === 'unknown') {
+      const view = tokenView(dyn, x);
+      dynOut = dyn.op('Reshape', [dynamicBranch(dyn, view.x, p, 1).name, view.shape])[0];
+    } else {
+      dynOut = dynamicBranch(dyn, x, p, rank === 'zero' ? undefined : -1).name;
+    }
+    const stat = top.branch();
+    const statOut = quantizeDequantize(stat, x, p.scale, p.zeroPoint, p);
+    const dynGraph = graph('dynamic', dyn, { name: dynOut, level: 'full' });
+    x = branchOn(top, p.dynamic, dynGraph, graph('static', stat, statOut), 'full');
   } else {
-    // [tokens, features, 1] view: Reshape(x, [-1, last dim, 1]); parameters as [1, 1, 1] scalars.
-    shapeOfInput = top.op('Shape', [x.name])[0];
-    const lastDim = top.op('Slice', [shapeOfInput], { starts: { int: [-1] }, ends: { int: [2 ** 31 - 1] }, axes: { int: [0] } })[0];
-    const minusOne = top.op('Constant', [], { value: int64Tensor([-1], [1]) })[0];
-    const one = top.op('Constant', [], { value: int64Tensor([1], [1]) })[0];
-    const viewShape = top.op('Concat', [minusOne, lastDim, one], { axis: { int: 0 } })[0];
-    x = { name: top.op('Reshape', [x.name, viewShape])[0], level: 'full' };
+    // Both modes on the [tokens, features, 1] view, parameters as [1, 1, 1] scalars.
+    const view = tokenView(top, x);
     const rowShape = top.op('Constant', [], { value: int64Tensor([6, 1, 1], [3]) })[0];
-    columns = split(top.op('Reshape', [paramRow, rowShape])[0]);
-    top.ones.full = top.op('Exp', [top.mul(x, top.constant(0)).name])[0];
+    const columns = top.op('Split', [top.op('Reshape', [paramRow, rowShape])[0]], {}, PARAM_COLUMNS.length);
+    const [qmin, qmax, scale, zeroPoint, dynamic, symmetric] = columns.map((name): Value => ({ name, level: 'scalar' }));
+    const p: QuantParams = { qmin, qmax, scale, zeroPoint, dynamic, symmetric };
+    top.ones.full = top.op('Exp', [top.mul(view.x, top.constant(0)).name])[0];
+    const dyn = top.branch();
+    const dynOut = dynamicBranch(dyn, view.x, p, 1);
+    const stat = top.branch();
+    const statOut = quantizeDequantize(stat, view.x, p.scale, p.zeroPoint, p);
+    const y = branchOn(top, p.dynamic, graph('dynamic', dyn, dynOut), graph('static', stat, statOut), 'full');
+    x = { name: top.op('Reshape', [y.name, view.shape])[0], level: 'full' };
   }
-  const [qmin, qmax, scale, zeroPoint, dynamic, symmetric] = columns.map((name): Value => ({ name, level: 'scalar' }));
-  const p: QuantParams = { qmin, qmax, scale, zeroPoint, dynamic, symmetric };
-
-  const dyn = top.branch();
-  const dynOut = dynamicBranch(dyn, x, p);
-  const stat = top.branch();
-  const statOut = quantizeDequantize(stat, x, p.scale, p.zeroPoint, p);
-  let y = branchOn(top, p.dynamic, graph('dynamic', dyn, dynOut), graph('static', stat, statOut), 'full');
-
-  if (shapeOfInput) y = { name: top.op('Reshape', [y.name, shapeOfInput])[0], level: 'full' };
-  if (elemType !== DataType.FLOAT) y = { name: top.op('Cast', [y.name], { to: { int: elemType } })[0], level: 'full' };
+  const y = elemType === DataType.FLOAT ? x : { name: top.op('Cast', [x.name], { to: { int: elemType } })[0], level: 'full' as const };
   return graph('fake_quant', top, y);
 }

@@ -191,6 +191,19 @@ export function inferElemTypes(graph: onnx.IGraphProto): Map<string, number> {
   return types;
 }
 
+/** Declared dimensions of the main graph's values (inputs, outputs, value_info, initializers); null when symbolic. */
+export function declaredDims(graph: onnx.IGraphProto): Map<string, (number | null)[]> {
+  const dims = new Map<string, (number | null)[]>();
+  for (const value of [...(graph.input ?? []), ...(graph.output ?? []), ...(graph.valueInfo ?? [])]) {
+    const shape = value.type?.tensorType?.shape;
+    if (value.name && shape && !dims.has(value.name)) {
+      dims.set(value.name, (shape.dim ?? []).map((d) => (d.dimValue !== null && d.dimValue !== undefined ? intValue(d.dimValue) : null)));
+    }
+  }
+  for (const tensor of graph.initializer ?? []) if (tensor.name) dims.set(tensor.name, (tensor.dims ?? []).map(intValue));
+  return dims;
+}
+
 function constantElemType(node: onnx.INodeProto): number | undefined {
   for (const a of node.attribute ?? []) {
     if (a.name === 'value' && a.t) return a.t.dataType ?? undefined;

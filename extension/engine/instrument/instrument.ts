@@ -3,27 +3,33 @@
 //
 // onnxruntime-node only passes feeds named in session.inputNames, and those exclude initializers, so an initializer
 // listed as a graph input ("overridable") cannot be fed from Node: such a feed is silently dropped. Everything the
-// sweep controls is therefore a required graph input, and "off" is a cheap value to feed:
+// sweep controls is therefore a required graph input, and "off" is a cheap value to feed (instrumentFeeds builds them):
 //   - `quantlens/enable` (bool [S]): one switch per fake-quant point, then one per overridable weight. One Split
 //     node turns it into the If conditions.
 //   - `quantlens/fq_params` (float [P, 6]): per point qmin, qmax, scale, zero point, dynamic (0/1), symmetric (0/1);
 //     read only inside a switched-on point.
 //   - one override input per weight (`quantlens/override/<weight>`, the weight's element type, any shape): fed the
-//     quantized copy when the weight's switch is on, an empty tensor otherwise.
-// A fake-quant point on x is If(switch) { FQ(x) } else { Identity(x) }, and the chosen consumers read its output. A
-// weight's consumers (directly or through Transpose/Cast chains) become If(switch) { node on the override } else
-// { the node as it was }: the stored weight stays a constant, so onnxruntime keeps pre-packing it. With every switch
-// off the model computes exactly what the original computes.
+//     replacement (stored shape) when the weight's switch is on, an empty tensor otherwise.
+// A fake-quant point on x is If(switch) { FQ(x) } else { Identity(x) } (fakeQuant.ts), and the chosen consumers read
+// its output. A weight's consumers (directly or through Transpose/Cast chains), together with the successors
+// onnxruntime would fold into them, become If(switch) { the nodes on the override } else { the nodes as they were }:
+// the stored weight stays a constant that onnxruntime pre-packs and folds as before; no initializer is added, so
+// IR < 4 models (whose initializers must all be graph inputs) need nothing special. With every switch off the model
+// computes what the original computes: bit for bit with points only, and also with weight switches up to the
+// "extended" optimization level (at "all", onnxruntime's NCHWc layout rewrite does not reach convolutions inside an If,
+// which then round differently, ~1e-6 relative). Nodes inside subgraphs that read a weight keep the stored value.
 import * as fs from 'fs';
 import { onnx } from 'onnx-proto';
 import { ModelError } from '../errors';
 import { quantLevels, roundHalfEven } from '../quant/weightQuant';
-import { DYNAMIC_MIN_SCALE, MIN_FAKE_QUANT_OPSET, PARAM_COLUMNS, fakeQuantGraph } from './fakeQuant';
+import { DYNAMIC_MIN_SCALE, MIN_FAKE_QUANT_OPSET, PARAM_COLUMNS, fakeQuantGraph, type RankKnowledge } from './fakeQuant';
 import {
   DataType,
   NameScope,
+  declaredDims,
   defaultOpset,
   inferElemTypes,
+  int64Tensor,
   intValue,
   isFloatElemType,
   isStandardDomain,
@@ -48,6 +54,8 @@ export interface InstrumentPlan {
   activationPoints: ActivationPointSpec[];
   /** Also output each point's min and max (scalars, before quantization), for calibrating static scales. */
   withRangeOutputs?: boolean;
+  /** Also output each point's whole tensor (before quantization), for percentile calibration. */
+  withTensorOutputs?: boolean;
 }
 
 export interface InstrumentOptions {
@@ -67,6 +75,8 @@ export interface InstrumentedPoint {
   consumers: number[];
   /** Graph outputs holding the tensor's min and max, when asked for. */
   rangeOutputs?: { min: string; max: string };
+  /** Graph output holding the tensor itself, when asked for. */
+  tensorOutput?: string;
 }
 
 export interface InstrumentedWeight {
@@ -100,7 +110,18 @@ export interface InstrumentedModel {
 
 interface PlacedPoint extends InstrumentedPoint {
   switchName: string;
+  rank: RankKnowledge;
 }
+
+/** Weight element types an override can be fed as, and the typed array holding it. */
+const FEED_TYPES: Partial<Record<number, { type: FeedTensor['type']; array: new (n: number) => WeightOverride }>> = {
+  [DataType.FLOAT]: { type: 'float32', array: Float32Array },
+  [DataType.DOUBLE]: { type: 'float64', array: Float64Array },
+  [DataType.FLOAT16]: { type: 'float16', array: Uint16Array },
+};
+
+/** Ops whose data input has rank ≥ 1 (Conv ≥ 3, Gemm 2, MatMul ≥ 1). */
+const POSITIVE_RANK_READERS = new Set(['Conv', 'ConvTranspose', 'Gemm', 'MatMul']);
 
 /** Initializers and Constant-node values of the main graph. */
 function storedTensors(graph: onnx.IGraphProto): Map<string, onnx.ITensorProto> {
@@ -154,6 +175,46 @@ const FUSED_SUCCESSORS = new Set([
 ]);
 const MAX_FUSED_SUCCESSORS = 3;
 
+/**
+ * Groups each wrapped node (a start) with the single-reader successors onnxruntime folds into it (BatchNormalization,
+ * Mul/Add by constants, activations; every other input a stored tensor), so that inside one switch the stored path
+ * still fuses as in the original. Successors with computed inputs (residual Adds) stay outside, where their own fusions
+ * still apply. Returns the windows by the index of their last member, where the switch is emitted (all the members'
+ * inputs exist there), and every member.
+ */
+function fusionWindows(
+  nodes: onnx.NodeProto[],
+  starts: number[],
+  pinned: ReadonlySet<string>,
+  stored: ReadonlyMap<string, unknown>,
+): { windows: Map<number, number[]>; inWindow: Set<number> } {
+  const readers = readersOf(nodes);
+  const startSet = new Set(starts);
+  const windows = new Map<number, number[]>();
+  const inWindow = new Set<number>();
+  for (const start of [...starts].sort((a, b) => a - b)) {
+    const members = [start];
+    inWindow.add(start);
+    for (let current = start; members.length <= MAX_FUSED_SUCCESSORS; ) {
+      const outputs = nodes[current].output.filter((o) => o);
+      if (outputs.length !== 1 || pinned.has(outputs[0])) break;
+      const next = readers.get(outputs[0]) ?? [];
+      if (next.length !== 1 || inWindow.has(next[0]) || startSet.has(next[0])) break;
+      const successor = nodes[next[0]];
+      const foldable =
+        isStandardDomain(successor.domain) &&
+        FUSED_SUCCESSORS.has(successor.opType) &&
+        successor.input.every((input) => !input || input === outputs[0] || stored.has(input));
+      if (!foldable) break;
+      members.push(next[0]);
+      inWindow.add(next[0]);
+      current = next[0];
+    }
+    windows.set(members[members.length - 1], members);
+  }
+  return { windows, inWindow };
+}
+
 /** Names that nodes inside subgraphs read (possibly from the main graph's scope). */
 function namesReadInSubgraphs(nodes: onnx.INodeProto[]): string[] {
   const read: string[] = [];
@@ -198,6 +259,7 @@ export function instrumentModel(model: onnx.IModelProto, plan: InstrumentPlan, o
   const stored = storedTensors(graph);
   const names = new NameScope(graph);
   const elemTypes = inferElemTypes(graph);
+  const dims = declaredDims(graph);
 
   // Weights and the values derived from them.
   const weightNames = [...new Set(plan.weights)];
@@ -205,8 +267,9 @@ export function instrumentModel(model: onnx.IModelProto, plan: InstrumentPlan, o
   for (const weight of weightNames) {
     const tensor = stored.get(weight);
     if (!tensor) throw new ModelError(file, `no stored tensor (initializer or Constant) named ${quote(weight)}`);
-    if (!isFloatElemType(tensor.dataType ?? undefined)) {
-      throw new ModelError(file, `weight ${quote(weight)} is not a floating-point tensor, it cannot be overridden`);
+    if (!FEED_TYPES[tensor.dataType ?? 0]) {
+      const type = DataType[tensor.dataType ?? 0] ?? tensor.dataType;
+      throw new ModelError(file, `weight ${quote(weight)} is ${type}; only float32, float16 and float64 weights can be fed from Node`);
     }
     chains.set(weight, weightChains(weight, nodes, readers));
   }
@@ -215,8 +278,8 @@ export function instrumentModel(model: onnx.IModelProto, plan: InstrumentPlan, o
     weightDerived.add(weight);
     for (const value of chain.producers.keys()) weightDerived.add(value);
   }
-  if ((weightNames.length > 0 && (opset === undefined || opset < 2)) || (plan.activationPoints.length > 0 && opset === undefined)) {
-    throw new ModelError(file, `instrumentation needs the default ONNX opset 2 or newer; the model imports ${opset ?? 'none'}`);
+  if (weightNames.length > 0 && (opset === undefined || opset < 2)) {
+    throw new ModelError(file, `weight switches need the default ONNX opset 2 or newer (Split); the model imports ${opset ?? 'none'}`);
   }
 
   // Points.
@@ -247,6 +310,10 @@ export function instrumentModel(model: onnx.IModelProto, plan: InstrumentPlan, o
       skip(`its element type (${DataType[elemType] ?? elemType}) is not a floating-point type the opset can fake-quantize`);
       continue;
     }
+    if (dims.get(tensor)?.includes(0)) {
+      skip('it is empty (a dimension of size 0)');
+      continue;
+    }
     if (weightDerived.has(tensor)) {
       skip('it is an overridable weight (or derived from one): quantize it by feeding an override');
       continue;
@@ -265,7 +332,12 @@ export function instrumentModel(model: onnx.IModelProto, plan: InstrumentPlan, o
       node.input = node.input.map((input) => (input === tensor ? output : input));
       rewired.add(`${consumer}:${tensor}`);
     }
-    placed.push({ index, tensor, elemType, output, consumers, switchName: names.fresh(`enable/${index}`) });
+    const declaredRank = dims.get(tensor)?.length;
+    const rank: RankKnowledge =
+      declaredRank === 0 ? 'zero'
+      : declaredRank !== undefined || consumers.some((c) => POSITIVE_RANK_READERS.has(nodes[c].opType)) ? 'positive'
+      : 'unknown';
+    placed.push({ index, tensor, elemType, output, consumers, switchName: names.fresh(`enable/${index}`), rank });
   }
 
   const pointCount = placed.length;
@@ -292,37 +364,12 @@ export function instrumentModel(model: onnx.IModelProto, plan: InstrumentPlan, o
     }
   }
 
-  // A wrapped node takes along the single-reader successors onnxruntime folds into it (BatchNormalization, Mul/Add by
-  // constants, activations; other inputs all stored tensors): in one switch, the stored path still fuses as in the
-  // original. Successors with computed inputs (residual Adds) stay outside, where their own fusions still apply.
-  const currentReaders = readersOf(nodes);
   const pinned = new Set<string>([
     ...(graph.output ?? []).map((v) => v.name ?? ''),
     ...placed.map((p) => p.tensor),
     ...namesReadInSubgraphs(nodes),
   ]);
-  const windows = new Map<number, number[]>();
-  const inWindow = new Set<number>();
-  for (const start of [...weightsOfNode.keys()].sort((a, b) => a - b)) {
-    const members = [start];
-    inWindow.add(start);
-    for (let current = start; members.length <= MAX_FUSED_SUCCESSORS; ) {
-      const outputs = (nodes[current].output ?? []).filter((o) => o);
-      if (outputs.length !== 1 || pinned.has(outputs[0])) break;
-      const next = currentReaders.get(outputs[0]) ?? [];
-      if (next.length !== 1) break;
-      const successor = nodes[next[0]];
-      const foldable =
-        isStandardDomain(successor.domain) &&
-        FUSED_SUCCESSORS.has(successor.opType ?? '') &&
-        successor.input.every((input) => !input || input === outputs[0] || stored.has(input));
-      if (inWindow.has(next[0]) || weightsOfNode.has(next[0]) || !foldable) break;
-      members.push(next[0]);
-      inWindow.add(next[0]);
-      current = next[0];
-    }
-    windows.set(members[members.length - 1], members);
-  }
+  const { windows, inWindow } = fusionWindows(nodes, [...weightsOfNode.keys()], pinned, stored);
 
   const wrap = (members: onnx.NodeProto[], weights: InstrumentedWeight[]): onnx.NodeProto[] => {
     if (weights.length === 0) return members;
@@ -333,7 +380,14 @@ export function instrumentModel(model: onnx.IModelProto, plan: InstrumentPlan, o
       const label = useOverride ? 'override' : 'stored';
       const branchNodes: onnx.NodeProto[] = [];
       const renamed = new Map<string, string>();
-      if (useOverride) renamed.set(weight.weight, weight.overrideInput);
+      if (useOverride) {
+        // The input takes any shape (empty when off); reshaped to the stored one, shape inference can follow it.
+        const shape = names.fresh(`override/${weight.weight}/shape`);
+        const reshaped = names.fresh(`override/${weight.weight}/reshaped`);
+        branchNodes.push(makeNode('Constant', [], [shape], { value: int64Tensor(weight.shape, [weight.shape.length]) }));
+        branchNodes.push(makeNode('Reshape', [weight.overrideInput, shape], [reshaped]));
+        renamed.set(weight.weight, reshaped);
+      }
       // Recompute, on the override, the chain values the members read.
       const resolve = (value: string): string => {
         const known = renamed.get(value);
@@ -367,7 +421,7 @@ export function instrumentModel(model: onnx.IModelProto, plan: InstrumentPlan, o
 
   // Assemble: the switches first, each point right after its tensor is available, wrapped nodes in place.
   const newNodes: onnx.INodeProto[] = [];
-  const rangeOutputs: onnx.ValueInfoProto[] = [];
+  const extraOutputs: onnx.ValueInfoProto[] = [];
   if (switchNames.length > 0) {
     newNodes.push(makeNode('Split', [enableName], switchNames, opset !== undefined && opset >= 18 ? { num_outputs: { int: switchNames.length } } : {}));
   }
@@ -383,7 +437,7 @@ export function instrumentModel(model: onnx.IModelProto, plan: InstrumentPlan, o
       const identity = names.fresh(`fq/${point.index}/identity`);
       newNodes.push(
         makeNode('If', [point.switchName], [point.output], {
-          then_branch: fakeQuantGraph(opset as number, names, point.tensor, point.elemType, paramsName, point.index),
+          then_branch: fakeQuantGraph(opset as number, names, point.tensor, point.elemType, paramsName, point.index, point.rank),
           else_branch: { name: 'identity', node: [makeNode('Identity', [point.tensor], [identity])], output: [valueInfo(identity)] },
         }),
       );
@@ -392,8 +446,14 @@ export function instrumentModel(model: onnx.IModelProto, plan: InstrumentPlan, o
         const max = names.fresh(`range/${point.index}/max`);
         newNodes.push(makeNode('ReduceMin', [point.tensor], [min], { keepdims: { int: 0 } }));
         newNodes.push(makeNode('ReduceMax', [point.tensor], [max], { keepdims: { int: 0 } }));
-        rangeOutputs.push(valueInfo(min, point.elemType, []), valueInfo(max, point.elemType, []));
+        extraOutputs.push(valueInfo(min, point.elemType, []), valueInfo(max, point.elemType, []));
         point.rangeOutputs = { min, max };
+      }
+      if (plan.withTensorOutputs) {
+        const copy = names.fresh(`tensor/${point.index}`);
+        newNodes.push(makeNode('Identity', [point.tensor], [copy]));
+        extraOutputs.push(valueInfo(copy, point.elemType));
+        point.tensorOutput = copy;
       }
     }
   };
@@ -415,13 +475,13 @@ export function instrumentModel(model: onnx.IModelProto, plan: InstrumentPlan, o
     ...graph,
     node: newNodes,
     input: newInputs,
-    output: [...(graph.output ?? []), ...rangeOutputs],
+    output: [...(graph.output ?? []), ...extraOutputs],
   });
   return {
     model: onnx.ModelProto.create({ ...model, graph: newGraph }),
     ...(switchNames.length > 0 ? { enableInput: enableName } : {}),
     ...(pointCount > 0 ? { paramsInput: paramsName } : {}),
-    points: placed.map(({ switchName: _unused, ...point }) => point),
+    points: placed.map(({ switchName: _switch, rank: _rank, ...point }) => point),
     weights: instrumentedWeights,
     skipped,
   };
@@ -468,11 +528,6 @@ export function staticQuantParams(min: number, max: number, bits: number, symmet
   return { scale, zeroPoint: qmin - roundHalfEven(min / scale) };
 }
 
-const FEED_TYPES: Partial<Record<number, { type: FeedTensor['type']; array: new (n: number) => WeightOverride }>> = {
-  [DataType.FLOAT]: { type: 'float32', array: Float32Array },
-  [DataType.DOUBLE]: { type: 'float64', array: Float64Array },
-  [DataType.FLOAT16]: { type: 'float16', array: Uint16Array },
-};
 
 /**
  * The control feeds for one configuration: switches, parameters and weight overrides (empty tensors for weights
@@ -508,8 +563,8 @@ export function instrumentFeeds(instrumented: InstrumentedModel, config: QuantCo
     if (!instrumented.weights.some((w) => w.weight === name)) throw new RangeError(`weight ${quote(name)} is not overridable in this model`);
   }
   for (const weight of instrumented.weights) {
-    const feedType = FEED_TYPES[weight.elemType];
-    if (!feedType) throw new RangeError(`weight ${quote(weight.weight)} has element type ${DataType[weight.elemType]}, which cannot be fed`);
+    // instrumentModel admits only weights of these types.
+    const feedType = FEED_TYPES[weight.elemType] as NonNullable<(typeof FEED_TYPES)[number]>;
     const data = config.weights?.get(weight.weight);
     if (!data) {
       feeds[weight.overrideInput] = { type: feedType.type, data: new feedType.array(0), dims: [0] };
