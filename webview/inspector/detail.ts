@@ -12,7 +12,6 @@ export class DetailPane {
   private readonly stats: HTMLElement;
   private readonly sqnrTable: HTMLTableSectionElement;
   private readonly charts: HTMLElement;
-  private readonly placeholder: HTMLElement;
   private readonly logToggle: HTMLInputElement;
   private readonly histogram: HistogramChart;
   private readonly sqnr: SqnrChart;
@@ -48,18 +47,17 @@ export class DetailPane {
       h('h3', { text: 'Statistics' }),
       this.stats,
     );
-    this.placeholder = h('div', { className: 'detail-placeholder muted', text: 'Select a layer to see its histogram and quantization error.' });
-    this.element = h('aside', { className: 'detail', attrs: { 'aria-label': 'Selected layer' } }, this.heading, this.placeholder, this.charts);
+    this.element = h('aside', { className: 'detail', attrs: { 'aria-label': 'Selected layer' } }, this.heading, this.charts);
     this.histogram = new HistogramChart(histogramCanvas, colors);
     this.sqnr = new SqnrChart(sqnrCanvas, colors);
     this.charts.hidden = true;
   }
 
+  /** The pane shows nothing without a layer; the page hides it then. */
   show(layer: LayerRecord | undefined): void {
     // Called on every table refresh while layers stream in; redraw only when the layer changes.
-    if (layer === this.layer && this.placeholder.hidden === !!layer) return;
+    if (layer === this.layer) return;
     this.layer = layer;
-    this.placeholder.hidden = !!layer;
     this.charts.hidden = !layer;
     this.heading.textContent = layer?.name ?? '';
     if (!layer) return;

@@ -16,6 +16,8 @@ interface SavedState {
   selected: string | null;
   scrollTop: number;
   logScale: boolean;
+  /** The user closed the detail pane (it shows only while a layer is selected anyway). */
+  detailHidden: boolean;
 }
 
 const FIRST_NAMES_REPORTED = 20;
@@ -28,6 +30,7 @@ const ui: SavedState = {
   selected: typeof saved?.selected === 'string' ? saved.selected : null,
   scrollTop: typeof saved?.scrollTop === 'number' ? saved.scrollTop : 0,
   logScale: saved?.logScale === true,
+  detailHidden: saved?.detailHidden === true,
 };
 /** Scroll position to restore once enough rows have arrived to scroll that far. */
 let pendingScrollTop: number | undefined = ui.scrollTop > 0 ? ui.scrollTop : undefined;
@@ -56,7 +59,6 @@ const table = new LayerTable({
   sort: (key) => {
     ui.sort = nextSort(ui.sort, key);
     table.setSort(ui.sort);
-table.setSelected(ui.selected, false);
     refresh();
     saveState();
   },
@@ -68,10 +70,21 @@ const detail = new DetailPane(themeColors(), ui.logScale, (on) => {
   ui.logScale = on;
   saveState();
 });
+const detailToggle = h('button', { className: 'icon-button detail-toggle' });
+detailToggle.addEventListener('click', () => {
+  ui.detailHidden = !ui.detailHidden;
+  refresh();
+  saveState();
+});
 const main = h(
   'div',
   { className: 'main' },
-  h('section', { className: 'table-pane' }, h('div', { className: 'toolbar' }, h('div', { className: 'filter-box' }, icon('filter'), filterInput), countLabel), table.element),
+  h(
+    'section',
+    { className: 'table-pane' },
+    h('div', { className: 'toolbar' }, h('div', { className: 'filter-box' }, icon('filter'), filterInput), countLabel, detailToggle),
+    table.frame,
+  ),
   detail.element,
 );
 app.append(status, summarySlot, main);
@@ -188,8 +201,22 @@ function refresh(): void {
     table.scrollTop = pendingScrollTop;
     pendingScrollTop = undefined;
   }
-  detail.show(ui.selected === null ? undefined : layerByName.get(ui.selected));
+  showDetail(ui.selected === null ? undefined : layerByName.get(ui.selected));
   report();
+}
+
+/** The detail pane takes room from the table only while there is a layer to show and the user wants it. */
+function showDetail(layer: LayerRecord | undefined): void {
+  detail.element.hidden = !layer || ui.detailHidden;
+  detailToggle.disabled = !layer;
+  detailToggle.setAttribute('aria-pressed', String(!ui.detailHidden));
+  const title = !layer
+    ? 'Select a layer to see its histogram and quantization error'
+    : ui.detailHidden ? 'Show the selected layer\'s details' : 'Hide the layer details (more room for the table)';
+  detailToggle.title = title;
+  detailToggle.setAttribute('aria-label', title);
+  detailToggle.replaceChildren(icon(ui.detailHidden ? 'layout-sidebar-right-off' : 'layout-sidebar-right'));
+  detail.show(layer);
 }
 
 /** Tells the host what the table shows now, when that changed (tests read it through the extension's API). */

@@ -3,7 +3,8 @@
 import type { LayerRecord } from '../../extension/protocol/records';
 import { h, icon } from '../shared/dom';
 import {
-  COLUMNS, gridTemplate, minTableWidth, moveSelection, scrollToRow, visibleWindow, type ColumnKey, type SortSpec,
+  COLUMNS, columnGroups, gridTemplate, minTableWidth, moveSelection, scrollToRow, splitName, visibleWindow, type Column,
+  type ColumnKey, type SortSpec,
 } from './tableModel';
 
 export const ROW_HEIGHT = 22;
@@ -16,6 +17,8 @@ export interface TableEvents {
 }
 
 export class LayerTable {
+  /** What the page lays out: the scroll container and the cue that more columns lie to its right. */
+  readonly frame: HTMLDivElement;
   /** The scroll container; focusable for keyboard navigation. */
   readonly element: HTMLDivElement;
   private readonly head: HTMLDivElement;
@@ -25,23 +28,40 @@ export class LayerTable {
   private readonly pool: HTMLDivElement[] = [];
   private rows: LayerRecord[] = [];
   private selected: string | null = null;
+  /** The header font the column widths were last fitted to. */
+  private fittedFont = '';
 
   constructor(private readonly events: TableEvents) {
     this.head = h('div', { className: 'thead', attrs: { role: 'row' } });
-    for (const column of COLUMNS) {
+    // Captions over runs of columns sit in the header's first grid row, the sort buttons in its second.
+    const groups = columnGroups(COLUMNS);
+    for (const group of groups) {
+      const caption = h('div', { className: 'th-group', text: group.label, attrs: { 'aria-hidden': 'true' } });
+      caption.style.gridArea = `1 / ${group.start + 1} / 2 / ${group.end + 1}`;
+      this.head.append(caption);
+    }
+    COLUMNS.forEach((column, c) => {
       const cell = h(
         'button',
-        { className: `th${column.numeric ? ' num' : ''}`, title: column.title, attrs: { role: 'columnheader', 'data-key': column.key } },
+        {
+          className: `th${cellClasses(column)}`,
+          title: column.group ? `${column.group}: ${column.title}` : column.title,
+          attrs: { role: 'columnheader', 'data-key': column.key },
+        },
         h('span', { className: 'th-label', text: column.label }),
         h('span', { className: 'sort-indicator' }),
       );
+      // The pinned header spans both rows, so captions scrolling sideways pass under it too.
+      const [rowStart, rowEnd] = groups.length === 0 ? [1, 2] : column.key === 'name' ? [1, 3] : [2, 3];
+      cell.style.gridArea = `${rowStart} / ${c + 1} / ${rowEnd} / ${c + 2}`;
       cell.addEventListener('click', () => this.events.sort(column.key));
       this.headerCells.set(column.key, cell);
       this.head.append(cell);
-    }
+    });
     this.body = h('div', { className: 'tbody', attrs: { role: 'rowgroup' } });
     this.empty = h('div', { className: 'table-empty' });
     this.element = h('div', { className: 'table', attrs: { role: 'grid', tabindex: '0', 'aria-label': 'Layers' } }, this.head, this.body, this.empty);
+    this.frame = h('div', { className: 'table-frame' }, this.element, h('div', { className: 'more-right', attrs: { 'aria-hidden': 'true' } }));
     this.element.style.setProperty('--row-height', `${ROW_HEIGHT}px`);
     this.element.style.setProperty('--columns', gridTemplate(COLUMNS));
     this.element.style.setProperty('--table-min-width', `${minTableWidth(COLUMNS)}px`);
@@ -102,6 +122,12 @@ export class LayerTable {
   }
 
   render(): void {
+    this.fitColumns();
+    // Shadows mark the edges columns scroll past: under the pinned name column, and at the right while more columns
+    // lie there (scrollbars can be hidden: macOS, headless browsers).
+    const { scrollLeft, scrollWidth, clientWidth } = this.element;
+    this.element.classList.toggle('scrolled-x', scrollLeft > 0);
+    this.frame.classList.toggle('has-more-right', scrollLeft + clientWidth < scrollWidth - 1);
     const { start, end } = visibleWindow(this.element.scrollTop, this.rowViewportHeight(), ROW_HEIGHT, this.rows.length);
     const count = end - start;
     while (this.pool.length < count) this.pool.push(this.makeRow());
@@ -114,13 +140,48 @@ export class LayerTable {
     }
   }
 
+  /**
+   * Widens columns whose header (label, sort arrow and padding) or widest usual value would not fit their minimum
+   * width in the page's font, so headers and numbers are never cut off, sorted or not. Measured once the table is
+   * laid out, and again if the font changes.
+   */
+  private fitColumns(): void {
+    if (this.head.offsetWidth === 0) return;
+    const style = getComputedStyle(this.head);
+    const font = `${style.fontWeight} ${style.fontSize} ${style.fontFamily}`;
+    if (font === this.fittedFont) return;
+    this.fittedFont = font;
+    // A hidden cell in the body measures values in the cells' own font and padding.
+    const probe = h('div', { className: 'td measure' });
+    this.body.append(probe);
+    const probeStyle = getComputedStyle(probe);
+    const cellPadding = parseFloat(probeStyle.paddingLeft) + parseFloat(probeStyle.paddingRight);
+    const widths = COLUMNS.map((column) => {
+      const head = this.headerCells.get(column.key)!;
+      const headStyle = getComputedStyle(head);
+      const label = head.querySelector<HTMLElement>('.th-label')!;
+      const arrow = head.querySelector<HTMLElement>('.sort-indicator')!;
+      const headChrome = parseFloat(headStyle.paddingLeft) + parseFloat(headStyle.paddingRight) + (parseFloat(headStyle.columnGap) || 0);
+      probe.textContent = column.widest ?? '';
+      const value = column.widest ? textWidth(probe) + cellPadding : 0;
+      return Math.ceil(Math.max(column.minWidth, textWidth(label) + arrow.getBoundingClientRect().width + headChrome, value));
+    });
+    probe.remove();
+    this.element.style.setProperty('--columns', gridTemplate(COLUMNS, widths));
+    this.element.style.setProperty('--table-min-width', `${minTableWidth(COLUMNS, widths)}px`);
+  }
+
   private rowViewportHeight(): number {
     return Math.max(0, this.element.clientHeight - this.head.offsetHeight);
   }
 
   private makeRow(): HTMLDivElement {
     const row = h('div', { className: 'row', attrs: { role: 'row' } });
-    for (const column of COLUMNS) row.append(h('div', { className: `td${column.numeric ? ' num' : ''}`, attrs: { role: 'gridcell' } }));
+    for (const column of COLUMNS) {
+      // A name too long for its column loses the middle, not the end that tells layers apart (splitName).
+      const content = column.key === 'name' ? [h('span', { className: 'name-head' }), h('span', { className: 'name-tail' })] : [];
+      row.append(h('div', { className: `td${cellClasses(column)}`, attrs: { role: 'gridcell' } }, ...content));
+    }
     return row;
   }
 
@@ -135,8 +196,15 @@ export class LayerTable {
     COLUMNS.forEach((column, c) => {
       const cell = row.children[c] as HTMLElement;
       const text = column.text(layer);
-      if (cell.textContent !== text) cell.textContent = text;
-      if (column.key === 'name') cell.title = layer.group.length ? `${layer.name}\n${layer.group.join(' › ')}` : layer.name;
+      if (cell.textContent === text) return;
+      if (column.key === 'name') {
+        const { head, tail } = splitName(text);
+        cell.children[0]!.textContent = head;
+        cell.children[1]!.textContent = tail;
+        cell.title = layer.group.length ? `${layer.name}\n${layer.group.join(' › ')}` : layer.name;
+      } else {
+        cell.textContent = text;
+      }
     });
   }
 
@@ -159,4 +227,17 @@ export class LayerTable {
       : names[delta < 0 ? 0 : names.length - 1];
     if (next !== null && next !== this.selected) this.events.select(next);
   }
+}
+
+/** The name column stays pinned at the left while the table scrolls sideways. */
+function cellClasses(column: Column): string {
+  return `${column.numeric ? ' num' : ''}${column.key === 'name' ? ' pinned' : ''}`;
+}
+
+/** The laid-out width of an element's text, fractions included (scrollWidth rounds, and a rounded-down width shows
+ *  an ellipsis). */
+function textWidth(el: Element): number {
+  const range = document.createRange();
+  range.selectNodeContents(el);
+  return range.getBoundingClientRect().width;
 }

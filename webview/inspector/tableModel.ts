@@ -12,9 +12,14 @@ export interface Column {
   /** Header tooltip: what the number means. */
   title: string;
   numeric: boolean;
-  /** Narrowest the column gets (px); wider editors share the rest by `grow`. */
+  /** Narrowest the column gets (px); wider editors share the rest by `grow`. The page widens it to fit its header
+   *  and `widest` in the font it has (LayerTable). */
   minWidth: number;
   grow: number;
+  /** The widest text the column usually shows (longer values get an ellipsis). */
+  widest?: string;
+  /** Caption over a run of adjacent columns that share it (the SQNR columns). */
+  group?: string;
   value(layer: LayerRecord): number | string | null;
   text(layer: LayerRecord): string;
 }
@@ -25,51 +30,97 @@ const numericColumn = (
   title: string,
   value: (l: LayerRecord) => number | null,
   format: (x: number | null) => string,
-  minWidth = 64,
-): Column => ({ key, label, title, numeric: true, minWidth, grow: 0.6, value, text: (l) => format(value(l)) });
+  widest: string,
+  group?: string,
+): Column => ({ key, label, title, numeric: true, minWidth: 48, grow: 0.6, widest, group, value, text: (l) => format(value(l)) });
 
+const SQNR_GROUP = 'Weight-only SQNR (dB)';
+/** formatNumber's longest outputs: three significant digits, a sign, a leading "0.00" or an exponent. */
+const WIDEST_POSITIVE = '0.00123';
+const WIDEST_SIGNED = '-0.00123';
+
+// With the detail pane closed a 1440-pixel window shows every column; narrower, the table scrolls sideways with the
+// name column pinned.
 export const COLUMNS: readonly Column[] = [
   {
-    key: 'name', label: 'Name', title: 'Layer name', numeric: false, minWidth: 160, grow: 3,
+    key: 'name', label: 'Name', title: 'Layer name', numeric: false, minWidth: 200, grow: 3,
     value: (l) => l.name, text: (l) => l.name,
   },
   {
-    key: 'op', label: 'Op', title: 'Operator that uses the weight', numeric: false, minWidth: 70, grow: 0.8,
+    key: 'op', label: 'Op', title: 'Operator that uses the weight', numeric: false, minWidth: 48, grow: 0.6, widest: 'MatMul',
     value: (l) => l.opType, text: (l) => l.opType,
   },
   {
-    key: 'shape', label: 'Shape', title: 'Weight shape', numeric: false, minWidth: 100, grow: 1,
+    key: 'shape', label: 'Shape', title: 'Weight shape', numeric: false, minWidth: 64, grow: 0.8, widest: '512×256×3×3',
     value: (l) => formatShape(l.shape), text: (l) => formatShape(l.shape),
   },
-  numericColumn('params', 'Params', 'Parameters in the weight', (l) => l.params, formatCount, 72),
-  numericColumn('absMax', 'Absmax', 'Largest |w|', (l) => l.stats.absMax, (x) => formatNumber(x), 78),
-  numericColumn('std', 'Std', 'Standard deviation of the weights', (l) => l.stats.std, (x) => formatNumber(x), 72),
-  numericColumn('kurtosis', 'Kurt.', 'Excess kurtosis (a Gaussian gives 0)', (l) => l.stats.kurtosis, (x) => formatNumber(x), 72),
+  numericColumn('params', 'Params', 'Parameters in the weight', (l) => l.params, formatCount, '12.3M'),
+  numericColumn('absMax', 'Absmax', 'Largest |w|', (l) => l.stats.absMax, (x) => formatNumber(x), WIDEST_POSITIVE),
+  numericColumn('std', 'Std', 'Standard deviation of the weights', (l) => l.stats.std, (x) => formatNumber(x), WIDEST_POSITIVE),
+  numericColumn('kurtosis', 'Kurt.', 'Excess kurtosis (a Gaussian gives 0)', (l) => l.stats.kurtosis, (x) => formatNumber(x), WIDEST_SIGNED),
   numericColumn(
     'outliers', 'Outliers', 'Share of weights with |w − mean| beyond the outlier threshold (k·std)',
-    (l) => l.stats.outlierShare, formatPercent, 76,
+    (l) => l.stats.outlierShare, formatPercent, '<0.01%',
   ),
   numericColumn(
     'spread', 'Spread', 'Channel spread: max / median of the per-output-channel absmax',
-    (l) => l.stats.channelSpread, (x) => formatNumber(x), 70,
+    (l) => l.stats.channelSpread, (x) => formatNumber(x), '1.23e6',
   ),
-  numericColumn('w8', 'W8', 'SQNR (dB) of 8-bit weights, one scale per output channel', (l) => l.stats.quantError.perChannel[8], formatDb),
-  numericColumn('w4', 'W4', 'SQNR (dB) of 4-bit weights, one scale per output channel', (l) => l.stats.quantError.perChannel[4], formatDb),
-  numericColumn('w3', 'W3', 'SQNR (dB) of 3-bit weights, one scale per output channel', (l) => l.stats.quantError.perChannel[3], formatDb),
+  numericColumn('w8', 'W8', 'SQNR (dB) of 8-bit weights, one scale per output channel', (l) => l.stats.quantError.perChannel[8], formatDb, '200.0', SQNR_GROUP),
+  numericColumn('w4', 'W4', 'SQNR (dB) of 4-bit weights, one scale per output channel', (l) => l.stats.quantError.perChannel[4], formatDb, '200.0', SQNR_GROUP),
+  numericColumn('w3', 'W3', 'SQNR (dB) of 3-bit weights, one scale per output channel', (l) => l.stats.quantError.perChannel[3], formatDb, '200.0', SQNR_GROUP),
   numericColumn(
     'w4g', 'W4 g128', 'SQNR (dB) of 4-bit weights, one scale per group of 128 inputs',
-    (l) => l.stats.quantError.perGroup[4], formatDb, 80,
+    (l) => l.stats.quantError.perGroup[4], formatDb, '200.0', SQNR_GROUP,
   ),
 ];
 
-/** CSS grid tracks for the columns. */
-export function gridTemplate(columns: readonly Column[]): string {
-  return columns.map((c) => `minmax(${c.minWidth}px, ${c.grow}fr)`).join(' ');
+/** CSS grid tracks for the columns; `minWidths` (px, one per column) replaces their own minimum widths. */
+export function gridTemplate(columns: readonly Column[], minWidths?: readonly number[]): string {
+  return columns.map((c, i) => `minmax(${minWidths?.[i] ?? c.minWidth}px, ${c.grow}fr)`).join(' ');
 }
 
 /** Width below which the table scrolls sideways instead of squeezing columns. */
-export function minTableWidth(columns: readonly Column[]): number {
-  return columns.reduce((sum, c) => sum + c.minWidth, 0);
+export function minTableWidth(columns: readonly Column[], minWidths?: readonly number[]): number {
+  return columns.reduce((sum, c, i) => sum + (minWidths?.[i] ?? c.minWidth), 0);
+}
+
+/** Longest tail splitName keeps whole. */
+const NAME_TAIL_CHARS = 12;
+
+/**
+ * A layer name cut where it may be shortened: the table shortens `head` with an ellipsis and always shows `tail`, the
+ * trailing dot-separated parts that fit in NAME_TAIL_CHARS characters, so `blocks.12.adaLN_modulation.1.weight`
+ * reads `blocks.12.adaLN_mo….1.weight`: the block and the end stay.
+ */
+export function splitName(name: string): { head: string; tail: string } {
+  let cut = name.length;
+  for (let dot = name.lastIndexOf('.'); dot > 0; dot = name.lastIndexOf('.', dot - 1)) {
+    if (name.length - dot > NAME_TAIL_CHARS) break;
+    cut = dot;
+  }
+  // A last part longer than the limit, or a name that is all tail, is shortened from its end like any text.
+  if (cut === name.length || cut === 0) return { head: name, tail: '' };
+  return { head: name.slice(0, cut), tail: name.slice(cut) };
+}
+
+export interface ColumnGroup {
+  label: string;
+  /** First column (0-based) and one past the last. */
+  start: number;
+  end: number;
+}
+
+/** Runs of adjacent columns with the same caption. */
+export function columnGroups(columns: readonly Column[]): ColumnGroup[] {
+  const groups: ColumnGroup[] = [];
+  columns.forEach((column, i) => {
+    const last = groups[groups.length - 1];
+    if (!column.group) return;
+    if (last && last.label === column.group && last.end === i) last.end = i + 1;
+    else groups.push({ label: column.group, start: i, end: i + 1 });
+  });
+  return groups;
 }
 
 export function columnByKey(key: string): Column | undefined {

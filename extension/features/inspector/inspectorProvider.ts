@@ -36,6 +36,8 @@ export interface ActiveModel {
 }
 
 class InspectorEditor {
+  /** The layer the webview last said it shows selected. */
+  selected: string | null = null;
   private subscription: { dispose(): void } | undefined;
   private ready = false;
   private pendingSelect: string | undefined;
@@ -83,7 +85,7 @@ export class InspectorProvider implements vscode.CustomReadonlyEditorProvider<In
   private readonly activeModelEmitter = new vscode.EventEmitter<ActiveModel | undefined>();
   readonly onDidChangeActiveModel = this.activeModelEmitter.event;
   private readonly selectedEmitter = new vscode.EventEmitter<{ document: InspectorDocument; name: string }>();
-  /** The user selected a row in an inspector. */
+  /** An inspector's selected layer changed: a click in its table, quantlens.revealLayer, a restored view. */
   readonly onDidSelectLayer = this.selectedEmitter.event;
 
   constructor(
@@ -95,6 +97,12 @@ export class InspectorProvider implements vscode.CustomReadonlyEditorProvider<In
   get activeModel(): ActiveModel | undefined {
     const editor = this.active;
     return editor && { document: editor.document, inspection: this.inspectionOf(editor.document) };
+  }
+
+  /** The layer selected in the active inspector, if any. */
+  get activeSelection(): { document: InspectorDocument; name: string } | undefined {
+    const editor = this.active;
+    return editor?.selected ? { document: editor.document, name: editor.selected } : undefined;
   }
 
   lastRendered(fsPath: string): InspectorRendered | undefined {
@@ -176,15 +184,23 @@ export class InspectorProvider implements vscode.CustomReadonlyEditorProvider<In
         editor.onReady().catch((err) => this.log.error(`Inspector for ${fsPath}: ${String(err)}`));
         break;
       case 'selected':
-        if (typeof message.name === 'string') this.selectedEmitter.fire({ document: editor.document, name: message.name });
+        // A click: tell the Layers tree at once rather than after the next render report.
+        if (typeof message.name === 'string') this.noteSelection(editor, message.name);
         break;
       case 'rendered':
         this.rendered.set(fsPath, message);
+        this.noteSelection(editor, typeof message.selected === 'string' ? message.selected : null);
         break;
       case 'shownError':
         this.shownErrors.set(fsPath, message.message);
         break;
     }
+  }
+
+  private noteSelection(editor: InspectorEditor, name: string | null): void {
+    if (editor.selected === name) return;
+    editor.selected = name;
+    if (name !== null) this.selectedEmitter.fire({ document: editor.document, name });
   }
 
   private setActive(editor: InspectorEditor | undefined): void {
@@ -210,21 +226,47 @@ export class InspectorProvider implements vscode.CustomReadonlyEditorProvider<In
   }
 }
 
+/**
+ * Inspections that end sooner need no notification (the editor has its own progress bar): VS Code keeps a progress
+ * notification up for at least 800 ms, so a quick one would outlive the work it reports.
+ */
+const NOTIFY_AFTER_MS = 500;
+/**
+ * The extension host forwards progress reports at most every 100 ms and drops one still waiting when the task ends;
+ * the notification waits this long after its last report, so it closes showing "N of N layers".
+ */
+const LAST_REPORT_MS = 120;
+
+/** A cancellable notification that follows the engine's progress events while a long inspection runs. */
 function showProgress(fileName: string, inspection: Inspection): void {
+  const timer = setTimeout(() => {
+    if (inspection.running) notifyProgress(fileName, inspection);
+  }, NOTIFY_AFTER_MS);
+  void inspection.finished.then(() => clearTimeout(timer));
+}
+
+function notifyProgress(fileName: string, inspection: Inspection): void {
   void vscode.window.withProgress(
     { location: vscode.ProgressLocation.Notification, title: `QuantLens: inspecting ${fileName}`, cancellable: true },
-    async (progress, token) => {
-      token.onCancellationRequested(() => inspection.cancel());
-      let reported = 0;
-      const subscription = inspection.subscribe((update) => {
-        if (update.kind !== 'progress' || update.total <= 0) return;
-        const percent = (100 * update.done) / update.total;
-        progress.report({ increment: percent - reported, message: `${update.done} of ${update.total} layers` });
-        reported = percent;
-      });
-      await inspection.finished;
-      subscription.dispose();
-    },
+    (progress, token) =>
+      new Promise<void>((resolve) => {
+        token.onCancellationRequested(() => inspection.cancel());
+        let reported = 0;
+        const subscription = inspection.subscribe((update) => {
+          if (update.kind !== 'progress' || update.total <= 0) return;
+          const percent = (100 * update.done) / update.total;
+          progress.report({ increment: percent - reported, message: `${update.done} of ${update.total} layers` });
+          reported = percent;
+          // Every layer is measured: close now rather than when the engine's final answer arrives.
+          if (update.done >= update.total) setTimeout(resolve, LAST_REPORT_MS);
+        });
+        void inspection.finished.then(() => {
+          subscription.dispose();
+          // A failed or cancelled run has nothing more to report.
+          if (inspection.failure) resolve();
+          else setTimeout(resolve, LAST_REPORT_MS);
+        });
+      }),
   );
 }
 

@@ -32,13 +32,17 @@ export class LayersTreeProvider implements vscode.TreeDataProvider<TreeChild>, v
   readonly view: vscode.TreeView<TreeChild>;
   private readonly disposables: vscode.Disposable[] = [];
 
-  constructor(inspector: InspectorProvider) {
+  constructor(private readonly inspector: InspectorProvider) {
     this.view = vscode.window.createTreeView(LAYERS_VIEW_ID, { treeDataProvider: this, showCollapseAll: true });
     this.disposables.push(
       this.view,
       this.changed,
       inspector.onDidChangeActiveModel((model) => void this.follow(model)),
       inspector.onDidSelectLayer(({ document, name }) => this.reveal(document, name)),
+      // Selections made while the view was hidden (or before their layer had arrived) are shown when it can.
+      this.view.onDidChangeVisibility(({ visible }) => {
+        if (visible) this.revealActiveSelection();
+      }),
     );
     void this.follow(inspector.activeModel);
   }
@@ -86,6 +90,16 @@ export class LayersTreeProvider implements vscode.TreeDataProvider<TreeChild>, v
     return node.parent;
   }
 
+  /** Labels of the tree's selected items (the test API). */
+  selectionLabels(): string[] {
+    const shown = this.shown;
+    if (!shown) return [];
+    return this.view.selection.map((node) => {
+      if (node.kind === 'layer') return shown.layers[node.index]?.name ?? '';
+      return node === shown.root ? shown.document.fileName : node.label;
+    });
+  }
+
   /** Labels depth first, two spaces per level, as the provider serves them now (the test API). */
   labels(): string[] {
     this.flushRebuild();
@@ -124,9 +138,14 @@ export class LayersTreeProvider implements vscode.TreeDataProvider<TreeChild>, v
     if (generation !== this.generation) return;
     this.show(model.document, inspection);
     this.subscription = inspection.subscribe((update) => {
-      if (update.kind === 'done' || update.kind === 'failed') this.flushRebuild(true);
-      else this.scheduleRebuild();
+      if (update.kind === 'done' || update.kind === 'failed') {
+        this.flushRebuild(true);
+        this.revealActiveSelection();
+      } else {
+        this.scheduleRebuild();
+      }
     }, false);
+    if (!inspection.running) this.revealActiveSelection();
   }
 
   private show(document: InspectorDocument, inspection: Inspection | undefined): void {
@@ -151,12 +170,17 @@ export class LayersTreeProvider implements vscode.TreeDataProvider<TreeChild>, v
     if (this.shown) this.show(this.shown.document, this.shown.inspection);
   }
 
+  private revealActiveSelection(): void {
+    const selection = this.inspector.activeSelection;
+    if (selection) this.reveal(selection.document, selection.name);
+  }
+
   private reveal(document: InspectorDocument, name: string): void {
     this.flushRebuild();
     const leaf = this.shown?.document === document ? this.shown.byName.get(name) : undefined;
     // Revealing in a hidden view would open the sidebar; only follow along when the user can see the tree.
     if (!leaf || !this.view.visible) return;
-    void this.view.reveal(leaf, { select: true, focus: false, expand: true }).then(undefined, () => undefined);
+    void this.view.reveal(leaf, { select: true, focus: false }).then(undefined, () => undefined);
   }
 }
 

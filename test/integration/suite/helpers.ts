@@ -53,6 +53,7 @@ export function waitForRender(
   file: vscode.Uri,
   what: string,
   accept: (render: InspectorRendered) => boolean = (render) => render.totalRows > 0,
+  timeoutMs?: number,
 ): Promise<InspectorRendered> {
   return waitFor(
     `${what} (${path.basename(file.fsPath)})`,
@@ -66,6 +67,7 @@ export function waitForRender(
       return `${render ? JSON.stringify({ ...render, firstNames: render.firstNames.slice(0, 5) }) : 'no render'}` +
         `${error ? `, error: ${error}` : ''}`;
     },
+    timeoutMs,
   );
 }
 

@@ -61,7 +61,7 @@ suite('Inspector', () => {
     const file = fixture(FIXTURES.sampleViaCommand);
     assert.equal(api.inspectorRendered(file.fsPath), undefined, 'this copy was rendered before the command ran');
     await vscode.commands.executeCommand('quantlens.inspectModel', file);
-    const render = await waitForRender(api, file, 'the inspector opened by the command');
+    const render = await waitForRender(api, file, 'the inspector opened by the command', (r) => r.totalRows === expectedLayers.length);
     assert.equal(render.totalRows, expectedLayers.length);
     assert.ok(inspectorTab(file), 'no quantlens.inspector tab shows the file');
   });
@@ -99,6 +99,30 @@ suite('Inspector', () => {
     }
   });
 
+  test('the Layers tree follows quantlens.revealLayer, and a selection made while it was hidden once it shows', async () => {
+    await vscode.commands.executeCommand('vscode.openWith', sample(), VIEW_TYPE);
+    await waitForRender(api, sample(), 'the inspector table');
+    const treeSelects = (name: string) =>
+      waitFor(
+        `the Layers tree to select ${name}`,
+        () => (JSON.stringify(api.layersTreeSelection()) === JSON.stringify([name]) ? true : undefined),
+        () => JSON.stringify(api.layersTreeSelection()),
+      );
+    await vscode.commands.executeCommand('quantlens.layers.focus');
+    await vscode.commands.executeCommand('quantlens.revealLayer', OTHER_LAYER);
+    await treeSelects(OTHER_LAYER);
+
+    // Another view takes the sidebar: the tree is hidden and must not pull the sidebar back on its own.
+    await vscode.commands.executeCommand('workbench.view.search');
+    await waitFor('the Layers tree to be hidden', () => (api.layersTreeVisible() ? undefined : true));
+    await vscode.commands.executeCommand('quantlens.revealLayer', KNOWN_LAYER);
+    await waitForRender(api, sample(), `selection of ${KNOWN_LAYER}`, (r) => r.selected === KNOWN_LAYER);
+    assert.equal(api.layersTreeVisible(), false, 'revealing a layer opened the hidden Layers tree');
+
+    await vscode.commands.executeCommand('quantlens.layers.focus');
+    await treeSelects(KNOWN_LAYER);
+  });
+
   // The harness looks at the webview's DOM from the browser and takes the screenshot while this test holds still.
   test('e2e: the inspector is held open for the browser-side check and screenshot', async function () {
     const harnessFile = exchangePath(workspaceRoot(), EXCHANGE.harness);
@@ -111,6 +135,8 @@ suite('Inspector', () => {
       await vscode.commands.executeCommand('quantlens.revealLayer', name);
       await waitForRender(api, sample(), `selection of ${name}`, (r) => r.selected === name);
     }
+    // Messages from earlier tests would cover the picture.
+    await vscode.commands.executeCommand('notifications.clearAll');
     const request: ScreenshotRequest = { file: sample().fsPath, layer: KNOWN_LAYER };
     writeFileAtomic(exchangePath(workspaceRoot(), EXCHANGE.readyForScreenshot), JSON.stringify(request));
     await waitFor(

@@ -11,7 +11,7 @@ suite('Safetensors', () => {
     const expected = expectedCheckpointLayers(file.fsPath);
     assert.ok(expected.length >= 3, 'the fixture should hold several rank ≥ 2 tensors');
     await vscode.commands.executeCommand('vscode.openWith', file, VIEW_TYPE);
-    const render = await waitForRender(api, file, 'the checkpoint table');
+    const render = await waitForRender(api, file, 'the checkpoint table', (r) => r.totalRows === expected.length);
     assert.equal(render.totalRows, expected.length);
     assert.deepEqual([...render.firstNames].sort(), [...expected].sort());
     assert.equal(api.inspectorError(file.fsPath), undefined);
