@@ -1,6 +1,7 @@
 // Wires the features together. Cheap: the engine process starts on the first inspection, not here.
 import * as vscode from 'vscode';
 import type { QuantLensApi } from './protocol/testApi';
+import { AnalysisFeature } from './features/analysis/analysisFeature';
 import { registerCommands } from './features/commands';
 import { EngineHost } from './features/engineHost';
 import { INSPECTOR_VIEW_TYPE, InspectorProvider } from './features/inspector/inspectorProvider';
@@ -15,6 +16,7 @@ export function activate(context: vscode.ExtensionContext): QuantLensApi {
   engineHost = host;
   const inspector = new InspectorProvider(context.extensionUri, host, log);
   const layers = new LayersTreeProvider(inspector);
+  const analysis = new AnalysisFeature(context.extensionUri, host, inspector, log);
   context.subscriptions.push(
     log,
     host,
@@ -24,6 +26,8 @@ export function activate(context: vscode.ExtensionContext): QuantLensApi {
       supportsMultipleEditorsPerDocument: true,
     }),
     ...registerCommands(inspector, log),
+    analysis,
+    ...analysis.register(),
   );
   log.info(`QuantLens ${context.extension.packageJSON.version as string} activated`);
 
@@ -31,7 +35,12 @@ export function activate(context: vscode.ExtensionContext): QuantLensApi {
     inspectorRendered: (fsPath) => inspector.lastRendered(fsPath),
     inspectorError: (fsPath) => inspector.lastError(fsPath),
     layersTreeLabels: async () => layers.labels(),
+    layersTreeSelection: () => layers.selectionLabels(),
+    layersTreeVisible: () => layers.view.visible,
     enginePid: () => host.pid,
+    analysisRendered: () => analysis.analysisRendered(),
+    lastRunPath: () => analysis.lastRunPath(),
+    lastRunState: () => analysis.lastRunState(),
   };
 }
 

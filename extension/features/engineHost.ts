@@ -3,6 +3,8 @@ import { promises as fs } from 'fs';
 import * as path from 'path';
 import * as vscode from 'vscode';
 import { EngineClient, type EngineCrash } from '../process/client';
+import type { AnalysisRun } from '../protocol/analysis';
+import type { AnalysisEvent, AnalyzeParams } from '../protocol/engine';
 import { DEFAULT_HISTOGRAM_BINS, DEFAULT_OUTLIER_SIGMA, type InspectOptions } from '../protocol/records';
 import { Inspection } from './inspection';
 
@@ -61,6 +63,11 @@ export class EngineHost implements vscode.Disposable {
       }
     });
     return inspection;
+  }
+
+  /** A sensitivity analysis in the engine process; aborting `signal` cancels it (the engine keeps finished rows). */
+  analyze(params: AnalyzeParams, onEvent: (event: AnalysisEvent) => void, signal: AbortSignal): Promise<AnalysisRun> {
+    return this.engine().request('analyze', params, { onEvent, signal });
   }
 
   dispose(): void {

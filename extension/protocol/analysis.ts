@@ -17,13 +17,16 @@ export interface QuantSetting {
   /** Short id used in rows and on axes: "W4", "W8", "A8", "W4A8". */
   id: string;
   weight?: { bits: number; granularity: WeightGranularity };
+  /** `percentile` (static-percentile only): in percent, default 99.99; the range is that percentile of |x|
+   *  (symmetric) or the (100 − p)th and pth percentiles of x (asymmetric). */
   activation?: { bits: number; mode: ActivationMode; symmetric: boolean; percentile?: number };
 }
 
 /** A named set of layers analyzed together, and the metric that ranks it (ViDiT-Q-MP's decoupled metrics). */
 export interface LayerGroupSpec {
   name: string;
-  /** Regular expressions over layer names; a layer joins the first group that matches. */
+  /** Regular expressions over layer names (case-insensitive, unanchored); a layer joins the first group that
+   *  matches, layers no group matches form the group "other". */
   patterns: string[];
   /** Which model output (or intermediate tensor) ranks this group; default: the first model output. */
   metricTensor?: string;
@@ -36,7 +39,8 @@ export interface AnalysisSettings {
   /** 'layer': one layer at a time; 'group': one group at a time. Both also get an "all" unit: everything at once. */
   unit: 'layer' | 'group';
   groups: LayerGroupSpec[];
-  /** Layer names to leave out of the plan (e.g. embedders, final layer). */
+  /** Layers to leave out of the plan (e.g. embedders, final layer): exact names or regular expressions over layer
+   *  names (case-insensitive, unanchored). */
   exclude: string[];
   calibration: {
     source?: string;
@@ -52,6 +56,7 @@ export interface AnalysisSettings {
   executionProvider: 'cpu' | 'cuda';
 }
 
+/** NaN (null in JSON) where the quantized output was not finite. */
 export interface Metrics {
   mse: number;
   /** 10·log10(Σy² / Σ(y−ŷ)²), capped at 200 dB for an exact match. */
@@ -111,6 +116,11 @@ export interface AnalysisRun {
   };
   /** Bare forward time of the original model, ms per run (median), measured before the sweep. */
   referenceForwardMs: number;
+  /** Where the time went: setup (calibration, references, sessions) and the sweep's cells, and the forward runs
+   *  each made. Written when the run ends. */
+  timing?: { setupMs: number; setupRuns: number; sweepMs: number; sweepRuns: number };
+  /** Things the user should know that did not stop the run: layers left out, calibration notes. */
+  warnings?: string[];
   rows: SensitivityRow[];
   ranges: ActivationRange[];
 }

@@ -2,6 +2,7 @@
 // Requests carry an id; the engine answers with exactly one `response` or `error` for that id and may send any
 // number of `event`s before it. `cancel` asks the engine to stop the request; it then answers with an error whose
 // code is 'cancelled'.
+import type { ActivationRange, AnalysisRun, AnalysisSettings, SensitivityRow } from './analysis';
 import type { LayerRecord, ModelSummary, InspectOptions } from './records';
 
 export type InspectEvent =
@@ -15,10 +16,26 @@ export interface InspectResult {
   elapsedMs: number;
 }
 
+export type AnalysisEvent =
+  /** The plan is made and the reference measured; `run.rows` is empty, `run.ranges` complete (the first 'rows'
+   *  event repeats them). */
+  | { kind: 'started'; run: AnalysisRun }
+  | { kind: 'rows'; rows: SensitivityRow[]; ranges: ActivationRange[] }
+  | { kind: 'progress'; done: number; total: number; etaMs: number | null; message?: string };
+
+export interface AnalyzeParams {
+  settings: AnalysisSettings;
+  /** The engine saves the record here as rows arrive (and at the end), so a crash or cancel keeps what finished. */
+  recordPath: string;
+  /** Run only slice `index` of `count` of the plan. */
+  shard?: { index: number; count: number };
+}
+
 /** method name → params, result, and the events it streams. */
 export interface EngineMethods {
   ping: { params: Record<string, never>; result: { pid: number; node: string; ort: string }; event: never };
   inspect: { params: { path: string; options?: InspectOptions }; result: InspectResult; event: InspectEvent };
+  analyze: { params: AnalyzeParams; result: AnalysisRun; event: AnalysisEvent };
 }
 export type EngineMethod = keyof EngineMethods;
 

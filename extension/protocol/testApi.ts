@@ -1,8 +1,11 @@
 // What the extension's activate() returns. Integration tests read it to check what the webviews really showed;
 // every value here comes from a message the webview itself sent.
+import type { RunStatus } from './analysis';
+import type { AnalysisToHost } from './analysisPanel';
 import type { InspectorToHost } from './inspector';
 
 export type InspectorRendered = Extract<InspectorToHost, { type: 'rendered' }>;
+export type AnalysisRendered = Extract<AnalysisToHost, { type: 'rendered' }>;
 
 export interface QuantLensApi {
   /** Last table render the inspector webview reported for this file (absolute fs path), if any. */
@@ -11,6 +14,16 @@ export interface QuantLensApi {
   inspectorError(fsPath: string): string | undefined;
   /** Labels of the QuantLens Layers tree, depth first, as the tree provider serves them now ("  " per level). */
   layersTreeLabels(): Promise<string[]>;
+  /** Labels of the items selected in the QuantLens Layers tree (TreeView.selection): layer names, group labels. */
+  layersTreeSelection(): string[];
+  /** Whether the QuantLens Layers tree is visible (TreeView.visible). */
+  layersTreeVisible(): boolean;
   /** Process id of the running engine process, or undefined when none runs. */
   enginePid(): number | undefined;
+  /** The last draw a sensitivity panel's layers × timesteps heatmap reported, while that panel is visible. */
+  analysisRendered(): AnalysisRendered | undefined;
+  /** Record path of the last analysis started (`quantlens.analyzeSensitivity` resolves to it too). */
+  lastRunPath(): string | undefined;
+  /** How the last analysis started stands: its status, rows received so far and the plan's cell count. */
+  lastRunState(): { recordPath: string; status: RunStatus; rows: number; total: number | undefined; message?: string } | undefined;
 }

@@ -14,6 +14,8 @@ export const FIXTURES = {
   /** The sample cut short: a real-world kind of damage (interrupted download). */
   truncated: 'truncated.onnx',
   checkpoint: 'small.safetensors',
+  /** 5,000 small layers named like a DiT's: the table must stay virtualised, filterable and sortable at that size. */
+  largeCheckpoint: 'dit-5000.safetensors',
 } as const;
 
 /** Folder inside the workspace for the suite ↔ harness exchange. */
@@ -26,6 +28,26 @@ export const EXCHANGE = {
   /** Written by the harness after it took the screenshot. */
   screenshotDone: 'screenshot-done',
   results: 'results.json',
+  /** Written by the suite while the inspector shows the 5,000-layer checkpoint (a LargeTableRequest). */
+  readyForLargeTable: 'ready-for-large-table.json',
+  /** Written by the harness after its browser-side checks of that table. */
+  largeTableDone: 'large-table-done',
+  /** Written by the suite while a sensitivity panel shows a finished run of the sample (an AnalysisPanelRequest). */
+  readyForAnalysis: 'ready-for-analysis.json',
+  /** Written by the harness after it checked, clicked and photographed the panel. */
+  analysisDone: 'analysis-done',
+  /** Written by the suite while a sensitivity panel shows the launch form for the sample (an AnalysisFormRequest). */
+  readyForAnalysisForm: 'ready-for-analysis-form.json',
+  /** Written by the harness after it checked the form's values and clicked Start. */
+  analysisFormDone: 'analysis-form-done',
+} as const;
+
+/** The workspace's `.vscode/settings.json`: the sensitivity form must come up with these values. */
+export const ANALYSIS_WORKSPACE_SETTINGS = {
+  'quantlens.analysis.weightBits': [4, 8],
+  'quantlens.analysis.activationBits': [8],
+  'quantlens.analysis.samples': 1,
+  'quantlens.analysis.timesteps': 2,
 } as const;
 
 export interface HarnessInfo {
@@ -37,6 +59,24 @@ export interface ScreenshotRequest {
   file: string;
   /** A layer the webview's table shows (selected). */
   layer: string;
+}
+
+export interface LargeTableRequest {
+  /** Absolute path of the checkpoint the inspector shows. */
+  file: string;
+}
+
+export interface AnalysisPanelRequest {
+  recordPath: string;
+  /** Cells the layers × timesteps heatmap must show: units × timesteps. */
+  cells: number;
+  /** The heatmap cell the harness clicks (row in plan order, column = timestep index). */
+  click: { row: number; column: number };
+}
+
+export interface AnalysisFormRequest {
+  /** Values the form's fields must show, by the field's label. */
+  expected: { samples: string; timesteps: string; timestepInput: string; checked: string[] };
 }
 
 export type TestState = 'passed' | 'failed' | 'skipped';
@@ -104,12 +144,49 @@ function f32ToBf16Bits(value: number): number {
   return bits >>> 16;
 }
 
-export function writeSafetensors(file: string): void {
+export const LARGE_CHECKPOINT = {
+  layers: 5000,
+  blocks: 999,
+  /** In every block, in this order. */
+  blockTensors: [
+    { suffix: 'adaLN_modulation.1.weight', shape: [24, 8] },
+    { suffix: 'attn.qkv.weight', shape: [24, 8] },
+    { suffix: 'attn.proj.weight', shape: [8, 8] },
+    { suffix: 'mlp.fc1.weight', shape: [32, 8] },
+    { suffix: 'mlp.fc2.weight', shape: [8, 32] },
+  ],
+  /** The only layer with fewer than 64 parameters, and the last in the file: sorting by params brings it to the top. */
+  smallest: 'final_layer.linear.weight',
+  /** The filter the browser-side check types, and leaves typed in for the suite: one block's layers. */
+  filter: 'blocks.998.',
+} as const;
+
+/** The 5,000-layer checkpoint's tensors in file order: embedders, 999 blocks of 5 layers, the final layer. */
+export function largeCheckpointTensors(): { name: string; dtype: 'F32'; shape: number[] }[] {
+  const tensors: { name: string; dtype: 'F32'; shape: number[] }[] = [
+    { name: 'x_embedder.proj.weight', dtype: 'F32', shape: [16, 4, 2, 2] },
+    { name: 't_embedder.mlp.0.weight', dtype: 'F32', shape: [16, 8] },
+    { name: 't_embedder.mlp.2.weight', dtype: 'F32', shape: [16, 16] },
+  ];
+  for (let block = 0; block < LARGE_CHECKPOINT.blocks; block++) {
+    for (const { suffix, shape } of LARGE_CHECKPOINT.blockTensors) {
+      tensors.push({ name: `blocks.${block}.${suffix}`, dtype: 'F32', shape: [...shape] });
+    }
+  }
+  tensors.push({ name: 'final_layer.adaLN_modulation.1.weight', dtype: 'F32', shape: [16, 16] });
+  tensors.push({ name: LARGE_CHECKPOINT.smallest, dtype: 'F32', shape: [4, 4] });
+  return tensors;
+}
+
+export function writeSafetensors(
+  file: string,
+  tensors: readonly { name: string; dtype: 'F32' | 'F16' | 'BF16'; shape: number[] }[] = CHECKPOINT_TENSORS,
+): void {
   const random = seededRandom(7);
   const header: Record<string, unknown> = { __metadata__: { source: 'quantlens integration fixture' } };
   const chunks: Buffer[] = [];
   let offset = 0;
-  for (const tensor of CHECKPOINT_TENSORS) {
+  for (const tensor of tensors) {
     const count = tensor.shape.reduce((a, b) => a * b, 1);
     const width = tensor.dtype === 'F32' ? 4 : 2;
     const data = Buffer.alloc(count * width);
@@ -142,5 +219,8 @@ export function writeWorkspace(workspace: string, sampleModel: string, harness: 
   const sample = fs.readFileSync(sampleModel);
   fs.writeFileSync(at(FIXTURES.truncated), sample.subarray(0, Math.floor(sample.length / 3)));
   writeSafetensors(at(FIXTURES.checkpoint));
+  writeSafetensors(at(FIXTURES.largeCheckpoint), largeCheckpointTensors());
+  fs.mkdirSync(at('.vscode'), { recursive: true });
+  fs.writeFileSync(at(path.join('.vscode', 'settings.json')), JSON.stringify(ANALYSIS_WORKSPACE_SETTINGS, null, 2));
   writeFileAtomic(exchangePath(workspace, EXCHANGE.harness), JSON.stringify(harness));
 }

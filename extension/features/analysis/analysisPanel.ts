@@ -1,0 +1,237 @@
+// Host half of one sensitivity panel: a webview panel that shows either the launch form for a model, a run as it
+// streams, or a saved record. Its webview does not keep its context when hidden: on every (re)load it says 'ready'
+// and gets the whole state again. What it shows is also in its saved state, so the serializer can restore it.
+import * as path from 'path';
+import * as vscode from 'vscode';
+import type { AnalysisRun } from '../../protocol/analysis';
+import type { AnalysisForm, AnalysisToHost, HostToAnalysis } from '../../protocol/analysisPanel';
+import type { AnalysisRendered } from '../../protocol/testApi';
+import { makeNonce } from '../inspector/html';
+import { analysisHtml } from './html';
+import type { RunSession, RunUpdate } from './runSession';
+
+export const ANALYSIS_VIEW_TYPE = 'quantlens.analysis';
+
+export type { AnalysisRendered };
+
+export interface FormContent {
+  kind: 'form';
+  modelPath: string;
+  form: AnalysisForm;
+  timestepInputs: string[];
+}
+
+type Content =
+  | { kind: 'empty'; error?: string }
+  | FormContent
+  | { kind: 'session'; session: RunSession }
+  | { kind: 'record'; run: AnalysisRun; recordPath: string };
+
+/** What the panel asks of the feature that owns it. */
+export interface PanelHost {
+  start(panel: AnalysisPanel, form: AnalysisForm): void;
+  newAnalysis(panel: AnalysisPanel): void;
+  exportCsv(panel: AnalysisPanel): void;
+  revealLayer(panel: AnalysisPanel, name: string): void;
+  rendered(panel: AnalysisPanel, rendered: AnalysisRendered): void;
+  log: vscode.LogOutputChannel;
+}
+
+export class AnalysisPanel {
+  private content: Content = { kind: 'empty' };
+  /** The model of the form, run or record shown. */
+  private model: string | undefined;
+  /** The last form shown: a run that fails before its plan is made goes back to it. */
+  private lastForm: FormContent | undefined;
+  private ready = false;
+  disposed = false;
+  private subscription: { dispose(): void } | undefined;
+  private readonly disposables: vscode.Disposable[] = [];
+  private readonly disposedEmitter = new vscode.EventEmitter<void>();
+  readonly onDidDispose = this.disposedEmitter.event;
+
+  constructor(
+    readonly panel: vscode.WebviewPanel,
+    extensionUri: vscode.Uri,
+    private readonly host: PanelHost,
+  ) {
+    const webview = panel.webview;
+    const dist = vscode.Uri.joinPath(extensionUri, 'dist', 'webview');
+    const codicons = vscode.Uri.joinPath(extensionUri, 'node_modules', '@vscode', 'codicons', 'dist');
+    const styles = vscode.Uri.joinPath(extensionUri, 'webview', 'analysis');
+    webview.options = { enableScripts: true, localResourceRoots: [dist, codicons, styles] };
+    webview.html = analysisHtml({
+      cspSource: webview.cspSource,
+      nonce: makeNonce(),
+      scriptUri: webview.asWebviewUri(vscode.Uri.joinPath(dist, 'analysis.js')).toString(),
+      styleUri: webview.asWebviewUri(vscode.Uri.joinPath(styles, 'analysis.css')).toString(),
+      codiconsUri: webview.asWebviewUri(vscode.Uri.joinPath(codicons, 'codicon.css')).toString(),
+    });
+    this.disposables.push(
+      webview.onDidReceiveMessage((message: AnalysisToHost) => this.onMessage(message)),
+      // A hidden webview is destroyed; it says 'ready' again when shown.
+      panel.onDidChangeViewState(() => {
+        if (panel.visible) return;
+        this.ready = false;
+        this.subscription?.dispose();
+        this.subscription = undefined;
+      }),
+      panel.onDidDispose(() => this.dispose()),
+    );
+  }
+
+  /** The run this panel shows (live or saved), if any. */
+  get run(): AnalysisRun | undefined {
+    if (this.content.kind === 'session') return this.content.session.run;
+    if (this.content.kind === 'record') return this.content.run;
+    return undefined;
+  }
+
+  get recordPath(): string | undefined {
+    if (this.content.kind === 'session') return this.content.session.recordPath;
+    if (this.content.kind === 'record') return this.content.recordPath;
+    return undefined;
+  }
+
+  get session(): RunSession | undefined {
+    return this.content.kind === 'session' ? this.content.session : undefined;
+  }
+
+  /** The model this panel is about. */
+  get modelPath(): string | undefined {
+    return this.model;
+  }
+
+  /** Shows a problem instead of a form or a run (e.g. the model could not be read). */
+  showError(error: string): void {
+    this.setContent({ kind: 'empty', error });
+  }
+
+  showForm(content: Omit<FormContent, 'kind'>): void {
+    this.panel.title = `Sensitivity: ${path.basename(content.modelPath)}`;
+    this.model = content.modelPath;
+    this.lastForm = { kind: 'form', ...content };
+    this.setContent(this.lastForm);
+  }
+
+  showSession(session: RunSession, modelPath: string): void {
+    this.panel.title = `Sensitivity: ${session.fileName}`;
+    this.model = modelPath;
+    this.setContent({ kind: 'session', session });
+  }
+
+  showRecord(run: AnalysisRun, recordPath: string): void {
+    this.panel.title = `Sensitivity: ${run.model.fileName}`;
+    this.model = run.settings.model;
+    this.setContent({ kind: 'record', run, recordPath });
+  }
+
+  dispose(): void {
+    if (this.disposed) return;
+    this.disposed = true;
+    this.subscription?.dispose();
+    this.disposables.forEach((d) => d.dispose());
+    this.disposables.length = 0;
+    this.disposedEmitter.fire();
+    this.disposedEmitter.dispose();
+  }
+
+  private setContent(content: Content): void {
+    this.subscription?.dispose();
+    this.subscription = undefined;
+    this.content = content;
+    if (this.ready) this.replay();
+  }
+
+  /** Sends the webview everything it shows, from the start. */
+  private replay(): void {
+    this.subscription?.dispose();
+    this.subscription = undefined;
+    const content = this.content;
+    switch (content.kind) {
+      case 'empty':
+        if (content.error) this.post({ type: 'status', status: 'failed', message: content.error });
+        break;
+      case 'form':
+        this.postForm(content);
+        break;
+      case 'session': {
+        const { session } = content;
+        if (!session.run && !session.running && this.lastForm) this.postForm(this.lastForm);
+        this.subscription = session.subscribe((update) => this.post(toMessage(update, session.recordPath)));
+        break;
+      }
+      case 'record': {
+        const { run, recordPath } = content;
+        this.post({ type: 'run', run, recordPath });
+        const interrupted = run.status === 'running';
+        // A record still marked running was left by a run whose engine (or VS Code) stopped before it ended.
+        this.post({
+          type: 'status',
+          status: interrupted ? 'failed' : run.status,
+          ...(interrupted
+            ? { message: `This run stopped before it finished (its engine or VS Code exited); the record holds ${run.rows.length} of ${run.plan.total} cells.` }
+            : run.message ? { message: run.message } : {}),
+        });
+        break;
+      }
+    }
+  }
+
+  private onMessage(message: AnalysisToHost): void {
+    switch (message?.type) {
+      case 'ready':
+        this.ready = true;
+        this.replay();
+        break;
+      case 'start': {
+        // From the form, also again after a run that ended before its plan was made (a bad calibration file, say).
+        const session = this.session;
+        if (this.content.kind === 'form' || (session && !session.running && !session.run)) this.host.start(this, message.form);
+        break;
+      }
+      case 'newAnalysis':
+        if (!this.session?.running) this.host.newAnalysis(this);
+        break;
+      case 'cancel':
+        this.session?.cancel();
+        break;
+      case 'exportCsv':
+        this.host.exportCsv(this);
+        break;
+      case 'revealLayer':
+        if (typeof message.name === 'string') this.host.revealLayer(this, message.name);
+        break;
+      case 'rendered':
+        this.host.rendered(this, message);
+        break;
+    }
+  }
+
+  private postForm(content: FormContent): void {
+    this.post({
+      type: 'form',
+      fileName: path.basename(content.modelPath),
+      form: content.form,
+      timestepInputs: content.timestepInputs,
+      modelPath: content.modelPath,
+    });
+  }
+
+  private post(message: HostToAnalysis): void {
+    void this.panel.webview.postMessage(message);
+  }
+}
+
+function toMessage(update: RunUpdate, recordPath: string): HostToAnalysis {
+  switch (update.kind) {
+    case 'run':
+      return { type: 'run', run: update.run, recordPath };
+    case 'rows':
+      return { type: 'rows', rows: update.rows, ranges: update.ranges };
+    case 'progress':
+      return { type: 'progress', done: update.done, total: update.total, etaMs: update.etaMs };
+    case 'status':
+      return { type: 'status', status: update.status, ...(update.message ? { message: update.message } : {}) };
+  }
+}
