@@ -1,5 +1,5 @@
-// `npm run bench`: open times of real models, weight-statistics throughput, and peak memory of an inspection, all
-// measured in this one run. Throughput is printed beside a plain loop over the same bytes measured alongside it: the
+// `npm run bench`: open times of real models, weight-statistics throughput, peak memory of an inspection, and the
+// costs of sensitivity sweeps (P1, P2, P3 of issue 3), all measured in this one run. Throughput is printed beside a plain loop over the same bytes measured alongside it: the
 // ratio holds when the machine is slow or noisy, the MB/s do not.
 import { spawnSync } from 'child_process';
 import * as fs from 'fs';
@@ -8,6 +8,7 @@ import * as path from 'path';
 import { inspectModel } from '../extension/engine/inspect';
 import { openModel } from '../extension/engine/model/open';
 import { computeWeightStats } from '../extension/engine/quant/weightStats';
+import { THREADS, sensitivityBench } from './sensitivityBench';
 
 const MB = 1e6;
 const repoRoot = path.join(__dirname, '..', '..');
@@ -254,8 +255,47 @@ function peakMemory(file: string, largestF32Bytes: number): void {
   );
 }
 
+// ---------------------------------------------------------------------------------------------------------------
+// 5. sensitivity sweeps (sensitivityBench.ts)
+
+async function sweepCosts(): Promise<void> {
+  const rows = await sensitivityBench(repoRoot);
+  const ratio = (value: number) => value.toFixed(2);
+  const met = (ok: boolean) => (ok ? 'yes' : 'no');
+  table(
+    `Sensitivity sweep: W4, W8, A8 (dynamic per-token) per layer and "*", 2 samples; onnxruntime CPU, ${THREADS} intra-op thread`,
+    ['model', 'cells', 'runs', 'bare fwd', 'sweep/run', 'P1', 'P1 incl. setup', 'rebuild+session', 'runs/config', 'P2', 'P2 per cell', 'P3'],
+    rows.map((r) => [
+      r.label,
+      String(r.cells),
+      String(r.runs),
+      `${r.bareMs.toFixed(2)} ms`,
+      `${r.sweepMsPerRun.toFixed(2)} ms`,
+      ratio(r.p1),
+      ratio(r.p1WithSetup),
+      ms(r.naiveBuildMs),
+      String(r.runsPerConfig),
+      `${r.p2.toFixed(1)}×`,
+      `${r.p2PerCell.toFixed(1)}×`,
+      ratio(r.p3),
+    ]),
+  );
+  table(
+    'Goals: P1 ≤ 1.10, P2 ≥ 5, P3 ≤ 1.15',
+    ['model', 'P1 ≤ 1.10', 'P2 ≥ 5', 'P3 ≤ 1.15'],
+    rows.map((r) => [r.label, met(r.p1 <= 1.1), met(r.p2 >= 5), met(r.p3 <= 1.15)]),
+  );
+  console.log(
+    'P2 = (rebuild+session + n × run of the rebuilt model) ÷ (n × sweep/run), n = runs per configuration (a layer at a setting:\n' +
+      'timesteps × samples); "P2 per cell" takes each timestep as its own configuration (n = samples). The fewer runs a\n' +
+      'configuration takes, the more one session saves; with many, P2 tends to 1/P1.',
+  );
+}
+
 async function main(): Promise<void> {
   console.log(`QuantLens bench — node ${process.version}, ${os.cpus()[0]?.model ?? 'unknown CPU'}, ${os.cpus().length} cores`);
+  // `node out/bench/bench.js --sweep` measures only the sensitivity sweeps.
+  if (process.argv.includes('--sweep')) return sweepCosts();
   await openTimes();
   const side = 4096;
   const base = gaussianData(side * side, 7);
@@ -283,6 +323,7 @@ async function main(): Promise<void> {
   } finally {
     fs.rmSync(dir, { recursive: true, force: true });
   }
+  await sweepCosts();
 }
 
 main().catch((err: unknown) => {

@@ -1,6 +1,7 @@
 // The engine process: serves EngineMethods requests from the extension host over Node IPC.
 // Heavy work (model parsing, statistics, later onnxruntime sessions) runs here so the host stays responsive and a
 // crash here costs one request, not the editor.
+import { runAnalysis } from '../engine/analysis/runner';
 import { CancelledError, ModelError } from '../engine/errors';
 import { inspectModel } from '../engine/inspect';
 import type { EngineErrorInfo, EngineMethod, EngineMethods, EngineToHost, HostToEngine } from '../protocol/engine';
@@ -16,6 +17,13 @@ const handlers: { [M in EngineMethod]: Handler<M> } = {
   inspect: async (params, emit, signal) => {
     if (typeof params?.path !== 'string') throw new Error("inspect needs a string 'path'");
     return inspectModel(params.path, params.options ?? {}, emit, signal);
+  },
+  analyze: async (params, emit, signal) => {
+    if (typeof params?.recordPath !== 'string' || typeof params.settings !== 'object' || params.settings === null) {
+      throw new Error("analyze needs 'settings' and a string 'recordPath'");
+    }
+    // A cancelled run resolves with its record (status 'cancelled'); serve() turns that into the 'cancelled' error.
+    return runAnalysis(params.settings, { recordPath: params.recordPath, ...(params.shard ? { shard: params.shard } : {}), onEvent: emit, signal });
   },
 };
 
