@@ -82,7 +82,7 @@ describe('launch form and settings', () => {
     const settings = analysisSettings(form, { model: sample, baseDir: '/work/ws', executionProvider: 'gpu?', groups: [{ name: 'attn', patterns: ['attn'] }, { name: 3 }] });
     assert.deepEqual(settings.settings.map((s) => s.id), ['W4', 'W8', 'A8']);
     assert.deepEqual(settings.settings[0]!.weight, { bits: 4, granularity: { kind: 'group', size: 128 } });
-    assert.deepEqual(settings.settings[2]!.activation, { bits: 8, mode: 'dynamic-token', symmetric: true });
+    assert.deepEqual(settings.settings[2]!.activation, { bits: 8, mode: 'dynamic-token', symmetric: false });
     assert.deepEqual(settings.timestep, { input: 't', values: [999, 749, 500, 250, 0] });
     assert.equal(settings.calibration.source, path.resolve('/work/ws', 'calib/x.npz'));
     assert.equal(settings.calibration.samples, 2);

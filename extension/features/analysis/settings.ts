@@ -154,7 +154,8 @@ export function analysisSettings(form: AnalysisForm, context: SettingsContext): 
       combine: form.combine === true,
       groupSize: form.groupSize,
       activationMode: form.activationMode,
-      activationSymmetric: true,
+      // Asymmetric (with a zero point), as ViDiT-Q quantizes activations and as the CLI defaults.
+      activationSymmetric: false,
     }),
     unit: form.unit,
     groups: groupsFromConfig(context.groups),
