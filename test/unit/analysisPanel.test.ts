@@ -6,7 +6,7 @@ import * as os from 'os';
 import * as path from 'path';
 import { after, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
-import { analysisHtml } from '../../extension/features/analysis/html';
+import { webviewHtml } from '../../extension/features/webview/html';
 import { RunSession, type RunUpdate } from '../../extension/features/analysis/runSession';
 import {
   analysisSettings,
@@ -251,7 +251,7 @@ describe('heatmap colors (webview/analysis/colormap)', () => {
 
 describe('panel HTML', () => {
   it('allows only the nonce-bearing script and the extension’s own styles', () => {
-    const html = analysisHtml({ cspSource: 'vscode-resource:', nonce: 'N0nce', scriptUri: 'a.js', styleUri: 'a.css', codiconsUri: 'c.css' });
+    const html = webviewHtml({ title: 'QuantLens Sensitivity', cspSource: 'vscode-resource:', nonce: 'N0nce', scriptUri: 'a.js', styleUri: 'a.css', codiconsUri: 'c.css' });
     const csp = (/Content-Security-Policy" content="([^"]*)"/.exec(html)?.[1] ?? '').replace(/&#39;/g, "'");
     assert.match(csp, /default-src 'none'/);
     assert.match(csp, /script-src 'nonce-N0nce'/);

@@ -6,7 +6,7 @@ import type { InspectEvent, InspectResult } from '../../extension/protocol/engin
 import type { LayerRecord, ModelSummary } from '../../extension/protocol/records';
 import { buildGroupTree, leaves, type GroupNode } from '../../extension/features/layersView/groupTree';
 import { describeFailure, Inspection, toFailure, type InspectionUpdate } from '../../extension/features/inspection';
-import { contentSecurityPolicy, escapeHtml, inspectorHtml, makeNonce } from '../../extension/features/inspector/html';
+import { contentSecurityPolicy, escapeHtml, makeNonce, webviewHtml } from '../../extension/features/webview/html';
 import { formatBytes, formatCount, formatDb, formatDims, formatNumber, formatPercent, formatShape } from '../../webview/shared/format';
 import { histogramBins, sqnrSeries } from '../../webview/inspector/chartData';
 import {
@@ -325,7 +325,8 @@ test('the webview HTML has a strict CSP: scripts only by nonce, no inline styles
   assert.match(csp, /style-src https:\/\/webview\.test(;|$)/);
   assert.doesNotMatch(csp, /unsafe-inline|unsafe-eval/);
 
-  const html = inspectorHtml({
+  const html = webviewHtml({
+    title: 'QuantLens <Inspector>',
     cspSource: 'https://webview.test',
     nonce,
     scriptUri: 'https://webview.test/dist/webview/inspector.js?a=1&b="2"',
@@ -337,5 +338,6 @@ test('the webview HTML has a strict CSP: scripts only by nonce, no inline styles
   assert.ok(scripts[0].includes(`nonce="${nonce}"`));
   assert.ok(scripts[0].includes('inspector.js?a=1&#38;b=&#34;2&#34;'));
   assert.doesNotMatch(html, /<style|style="/);
+  assert.ok(html.includes('<title>QuantLens &#60;Inspector&#62;</title>'));
   assert.equal(escapeHtml(`<img src=x onerror="a('b')">&`), '&#60;img src=x onerror=&#34;a(&#39;b&#39;)&#34;&#62;&#38;');
 });

@@ -6,8 +6,7 @@ import * as vscode from 'vscode';
 import type { AnalysisRun } from '../../protocol/analysis';
 import type { AnalysisForm, AnalysisToHost, HostToAnalysis } from '../../protocol/analysisPanel';
 import type { AnalysisRendered } from '../../protocol/testApi';
-import { makeNonce } from '../inspector/html';
-import { analysisHtml } from './html';
+import { setUpWebview } from '../webview/setup';
 import type { RunSession, RunUpdate } from './runSession';
 
 export const ANALYSIS_VIEW_TYPE = 'quantlens.analysis';
@@ -56,17 +55,7 @@ export class AnalysisPanel {
     private readonly host: PanelHost,
   ) {
     const webview = panel.webview;
-    const dist = vscode.Uri.joinPath(extensionUri, 'dist', 'webview');
-    const codicons = vscode.Uri.joinPath(extensionUri, 'node_modules', '@vscode', 'codicons', 'dist');
-    const styles = vscode.Uri.joinPath(extensionUri, 'webview', 'analysis');
-    webview.options = { enableScripts: true, localResourceRoots: [dist, codicons, styles] };
-    webview.html = analysisHtml({
-      cspSource: webview.cspSource,
-      nonce: makeNonce(),
-      scriptUri: webview.asWebviewUri(vscode.Uri.joinPath(dist, 'analysis.js')).toString(),
-      styleUri: webview.asWebviewUri(vscode.Uri.joinPath(styles, 'analysis.css')).toString(),
-      codiconsUri: webview.asWebviewUri(vscode.Uri.joinPath(codicons, 'codicon.css')).toString(),
-    });
+    setUpWebview(webview, extensionUri, 'analysis', 'QuantLens Sensitivity');
     this.disposables.push(
       webview.onDidReceiveMessage((message: AnalysisToHost) => this.onMessage(message)),
       // A hidden webview is destroyed; it says 'ready' again when shown.

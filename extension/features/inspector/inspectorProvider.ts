@@ -7,7 +7,7 @@ import type { HostToInspector, InspectorToHost } from '../../protocol/inspector'
 import type { InspectorRendered } from '../../protocol/testApi';
 import type { EngineHost } from '../engineHost';
 import { describeFailure, Inspection, type InspectionUpdate } from '../inspection';
-import { inspectorHtml, makeNonce } from './html';
+import { setUpWebview } from '../webview/setup';
 
 export const INSPECTOR_VIEW_TYPE = 'quantlens.inspector';
 
@@ -139,17 +139,7 @@ export class InspectorProvider implements vscode.CustomReadonlyEditorProvider<In
     this.shownErrors.delete(fsPath);
 
     const webview = panel.webview;
-    const dist = vscode.Uri.joinPath(this.extensionUri, 'dist', 'webview');
-    const codicons = vscode.Uri.joinPath(this.extensionUri, 'node_modules', '@vscode', 'codicons', 'dist');
-    const styles = vscode.Uri.joinPath(this.extensionUri, 'webview', 'inspector');
-    webview.options = { enableScripts: true, localResourceRoots: [dist, codicons, styles] };
-    webview.html = inspectorHtml({
-      cspSource: webview.cspSource,
-      nonce: makeNonce(),
-      scriptUri: webview.asWebviewUri(vscode.Uri.joinPath(dist, 'inspector.js')).toString(),
-      styleUri: webview.asWebviewUri(vscode.Uri.joinPath(styles, 'inspector.css')).toString(),
-      codiconsUri: webview.asWebviewUri(vscode.Uri.joinPath(codicons, 'codicon.css')).toString(),
-    });
+    setUpWebview(webview, this.extensionUri, 'inspector', 'QuantLens Inspector');
 
     const editor = new InspectorEditor(document, panel, this.inspectionOf(document));
     this.editors.add(editor);

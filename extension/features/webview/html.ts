@@ -1,8 +1,9 @@
-// The inspector webview's HTML shell: a strict CSP that admits only our script (by nonce), our style sheets and fonts.
-// No vscode import, so the policy is unit-tested.
+// The HTML shell every QuantLens webview gets: a strict CSP that admits only our script (by nonce), our style sheets
+// and fonts. No vscode import, so the policy is unit-tested.
 import { randomBytes } from 'crypto';
 
-export interface InspectorHtmlParts {
+export interface WebviewHtmlParts {
+  title: string;
   /** webview.cspSource */
   cspSource: string;
   nonce: string;
@@ -29,7 +30,7 @@ export function contentSecurityPolicy(cspSource: string, nonce: string): string 
   ].join('; ');
 }
 
-export function inspectorHtml(parts: InspectorHtmlParts): string {
+export function webviewHtml(parts: WebviewHtmlParts): string {
   const attr = escapeHtml;
   return `<!DOCTYPE html>
 <html lang="en">
@@ -39,7 +40,7 @@ export function inspectorHtml(parts: InspectorHtmlParts): string {
 <meta name="viewport" content="width=device-width, initial-scale=1.0">
 <link rel="stylesheet" href="${attr(parts.codiconsUri)}" id="vscode-codicon-stylesheet">
 <link rel="stylesheet" href="${attr(parts.styleUri)}">
-<title>QuantLens Inspector</title>
+<title>${attr(parts.title)}</title>
 </head>
 <body>
 <div id="app"></div>
