@@ -18,6 +18,7 @@ import {
 } from 'chart.js';
 import type { ActivationRange } from '../../extension/protocol/analysis';
 import { formatDb, formatNumber } from '../shared/format';
+import { restyleChart } from '../shared/chartTheme';
 import type { ThemeColors } from '../shared/theme';
 import { parseColor } from './colormap';
 import { shorten } from './heatmap';
@@ -95,7 +96,7 @@ export class SensitiveBars {
   }
 
   recolor(colors: ThemeColors): void {
-    restyle(this.chart, colors);
+    restyleChart(this.chart, colors);
     this.chart.update('none');
   }
 }
@@ -151,24 +152,11 @@ export class RangeChart {
     const [max, min] = this.chart.data.datasets;
     Object.assign(max!, { borderColor: line, backgroundColor: band, pointBackgroundColor: line });
     Object.assign(min!, { borderColor: line, backgroundColor: line, pointBackgroundColor: line, borderDash: [4, 3] });
-    restyle(this.chart, colors);
+    restyleChart(this.chart, colors);
     this.chart.update('none');
   }
 }
 
 function finiteOrNull(x: number | null | undefined): number | null {
   return typeof x === 'number' && Number.isFinite(x) ? x : null;
-}
-
-/** Options set at construction copied the old defaults; point them at the new theme's colors. */
-function restyle(chart: Chart, colors: ThemeColors): void {
-  for (const scale of Object.values(chart.options.scales ?? {})) {
-    if (!scale) continue;
-    if (scale.ticks) scale.ticks.color = colors.muted;
-    if (scale.grid) scale.grid.color = colors.grid;
-    const title = (scale as { title?: { color?: string } }).title;
-    if (title) title.color = colors.muted;
-  }
-  const legend = chart.options.plugins?.legend;
-  if (legend?.labels) legend.labels.color = colors.muted;
 }

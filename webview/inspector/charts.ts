@@ -14,6 +14,7 @@ import {
 } from 'chart.js';
 import type { Histogram, WeightQuantError } from '../../extension/protocol/records';
 import { formatCount, formatDb, formatNumber } from '../shared/format';
+import { restyleChart } from '../shared/chartTheme';
 import type { ThemeColors } from '../shared/theme';
 import { histogramBins, sqnrSeries, type HistogramBin } from './chartData';
 
@@ -88,7 +89,7 @@ export class HistogramChart {
   recolor(colors: ThemeColors): void {
     applyDefaults(colors);
     this.chart.data.datasets[0].backgroundColor = colors.series[0];
-    restyleScales(this.chart, colors);
+    restyleChart(this.chart, colors);
     this.chart.update('none');
   }
 }
@@ -141,20 +142,7 @@ export class SqnrChart {
       d.borderColor = colors.series[i];
       d.backgroundColor = colors.series[i];
     });
-    restyleScales(this.chart, colors);
+    restyleChart(this.chart, colors);
     this.chart.update('none');
   }
-}
-
-/** Options set at construction copied the old defaults; point them at the new theme's colors. */
-function restyleScales(chart: Chart, colors: ThemeColors): void {
-  for (const scale of Object.values(chart.options.scales ?? {})) {
-    if (!scale) continue;
-    if (scale.ticks) scale.ticks.color = colors.muted;
-    if (scale.grid) scale.grid.color = colors.grid;
-    const title = (scale as { title?: { color?: string } }).title;
-    if (title) title.color = colors.muted;
-  }
-  const legend = chart.options.plugins?.legend;
-  if (legend?.labels) legend.labels.color = colors.muted;
 }
