@@ -46,7 +46,8 @@ export async function loadOnnxModel(filePath: string): Promise<onnx.ModelProto> 
   return decodeOnnx(file, stat.size);
 }
 
-async function statModelFile(file: string): Promise<fs.Stats> {
+/** Stats a model file, refusing what is missing, a directory or not a regular file. */
+export async function statModelFile(file: string): Promise<fs.Stats> {
   let stat: fs.Stats;
   try {
     stat = await fs.promises.stat(file);

@@ -2,7 +2,7 @@
 import * as fs from 'fs';
 import * as path from 'path';
 import { ModelError } from '../errors';
-import { openOnnx } from './onnx';
+import { openOnnx, statModelFile } from './onnx';
 import { openSafetensors } from './safetensors';
 import { fileAccessError } from './tensor';
 import type { OpenedModel } from './types';
@@ -44,14 +44,7 @@ async function readHead(file: string, length: number): Promise<Uint8Array> {
  */
 export async function openModel(filePath: string): Promise<OpenedModel> {
   const file = path.resolve(filePath);
-  let stat: fs.Stats;
-  try {
-    stat = await fs.promises.stat(file);
-  } catch (err) {
-    throw fileAccessError(file, err);
-  }
-  if (stat.isDirectory()) throw new ModelError(file, 'is a directory, not a model file');
-  if (!stat.isFile()) throw new ModelError(file, 'is not a regular file');
+  const stat = await statModelFile(file);
 
   const extension = path.extname(file).toLowerCase();
   if (extension === '.onnx') return openOnnx(file);
