@@ -19,7 +19,7 @@ export type AllocationGranularity = 'channel' | { group: number };
 export interface LayerAllocation {
   /** 2…8 stored as int8 codes, 9…15 as int16 codes, FLOAT_WEIGHT_BITS (16) = the float weight left as it is. */
   weightBits: number;
-  /** Bits of the layer's input activation, or null to leave it in floating point. */
+  /** Bits of the layer's input activation (2…15), or null to leave it in floating point (16 counts as null). */
   activationBits: number | null;
   /** Default: the file's `weight.granularity`. */
   granularity?: AllocationGranularity;
