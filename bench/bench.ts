@@ -9,6 +9,7 @@ import { inspectModel } from '../extension/engine/inspect';
 import { openModel } from '../extension/engine/model/open';
 import { computeWeightStats } from '../extension/engine/quant/weightStats';
 import { THREADS, sensitivityBench } from './sensitivityBench';
+import { benchSearchQuality, formatSearchQuality } from './searchBench';
 import { benchSolver } from './solverBench';
 
 const MB = 1e6;
@@ -326,6 +327,8 @@ async function main(): Promise<void> {
   }
   await sweepCosts();
   solverTime();
+  // The searched allocation's measured error against uniform allocations of the same or nearby cost (the sample).
+  console.log(formatSearchQuality(await benchSearchQuality()));
 }
 
 // 6. mixed-precision solver (solverBench.ts)

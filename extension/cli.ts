@@ -14,6 +14,8 @@ import { layerPlan } from './engine/instrument/plan';
 import { loadOnnxModel } from './engine/model/onnx';
 import { openModel } from './engine/model/open';
 import { loadRun, mergeRuns, runToCsv, saveRun } from './engine/runs/records';
+import { addExport } from './cliExport';
+import { addSearch } from './cliSearch';
 import type { ActivationMode, AnalysisRun, AnalysisSettings, LayerGroupSpec } from './protocol/analysis';
 import type { InspectEvent } from './protocol/engine';
 import {
@@ -663,6 +665,8 @@ async function main(argv: string[]): Promise<void> {
   addMerge(program);
   addRuns(program);
   addInstrument(program);
+  addSearch(program);
+  addExport(program);
   try {
     await program.parseAsync(argv);
   } catch (err) {
