@@ -34,7 +34,7 @@ module.exports = [
   {
     name: 'webview',
     target: 'web',
-    entry: { inspector: './webview/inspector/main.ts', analysis: './webview/analysis/main.ts' },
+    entry: { inspector: './webview/inspector/main.ts', analysis: './webview/analysis/main.ts', search: './webview/search/main.ts' },
     output: { path: path.resolve(__dirname, 'dist', 'webview'), filename: '[name].js' },
     resolve: { extensions: ['.ts', '.js'] },
     module: { rules: [tsRule] },

@@ -5,6 +5,7 @@ import * as vscode from 'vscode';
 import { EngineClient, type EngineCrash } from '../process/client';
 import type { AnalysisRun } from '../protocol/analysis';
 import type { AnalysisEvent, AnalyzeParams } from '../protocol/engine';
+import type { ExportParams, ExportReport, SearchEvent, SearchParams, SearchReport } from '../protocol/searchPanel';
 import { DEFAULT_HISTOGRAM_BINS, DEFAULT_OUTLIER_SIGMA, type InspectOptions } from '../protocol/records';
 import { Inspection } from './inspection';
 
@@ -68,6 +69,16 @@ export class EngineHost implements vscode.Disposable {
   /** A sensitivity analysis in the engine process; aborting `signal` cancels it (the engine keeps finished rows). */
   analyze(params: AnalyzeParams, onEvent: (event: AnalysisEvent) => void, signal: AbortSignal): Promise<AnalysisRun> {
     return this.engine().request('analyze', params, { onEvent, signal });
+  }
+
+  /** A mixed-precision search in the engine process; aborting `signal` cancels it. */
+  search(params: SearchParams, onEvent: (event: SearchEvent) => void, signal: AbortSignal): Promise<SearchReport> {
+    return this.engine().request('search', params, { onEvent, signal });
+  }
+
+  /** The QDQ export of an allocation's ranges next to the model. */
+  exportQdq(params: ExportParams, signal: AbortSignal): Promise<ExportReport> {
+    return this.engine().request('exportQdq', params, { signal });
   }
 
   dispose(): void {

@@ -4,6 +4,7 @@
 import { runAnalysis } from '../engine/analysis/runner';
 import { CancelledError, ModelError } from '../engine/errors';
 import { inspectModel } from '../engine/inspect';
+import { runExport, runSearch } from '../engine/search/session';
 import type { EngineErrorInfo, EngineMethod, EngineMethods, EngineToHost, HostToEngine } from '../protocol/engine';
 
 type Handler<M extends EngineMethod> = (
@@ -25,6 +26,8 @@ const handlers: { [M in EngineMethod]: Handler<M> } = {
     // A cancelled run resolves with its record (status 'cancelled'); serve() turns that into the 'cancelled' error.
     return runAnalysis(params.settings, { recordPath: params.recordPath, ...(params.shard ? { shard: params.shard } : {}), onEvent: emit, signal });
   },
+  search: (params, emit, signal) => runSearch(params, emit, signal),
+  exportQdq: (params, _emit, signal) => runExport(params, signal),
 };
 
 /** Version of the onnxruntime-node package beside the engine, without loading its native library. */

@@ -37,6 +37,8 @@ export type AnalysisToHost =
   /** Show the launch form again (for the same model) after a run ended. */
   | { type: 'newAnalysis' }
   | { type: 'exportCsv' }
+  /** "Search bit allocation…" on a complete run: opens the mixed-precision search for its record. */
+  | { type: 'searchAllocation' }
   /** A heatmap cell or bar was clicked: reveal the layer in the inspector. */
   | { type: 'revealLayer'; name: string }
   /** What the heatmaps show now, reported after each draw: lets tests check the webview for real. */

@@ -4,6 +4,7 @@
 // code is 'cancelled'.
 import type { ActivationRange, AnalysisRun, AnalysisSettings, SensitivityRow } from './analysis';
 import type { LayerRecord, ModelSummary, InspectOptions } from './records';
+import type { ExportParams, ExportReport, SearchEvent, SearchParams, SearchReport } from './searchPanel';
 
 export type InspectEvent =
   | { kind: 'summary'; summary: ModelSummary }
@@ -36,6 +37,10 @@ export interface EngineMethods {
   ping: { params: Record<string, never>; result: { pid: number; node: string; ort: string }; event: never };
   inspect: { params: { path: string; options?: InspectOptions }; result: InspectResult; event: InspectEvent };
   analyze: { params: AnalyzeParams; result: AnalysisRun; event: AnalysisEvent };
+  /** Mixed-precision search on a saved run, verified by measurement; writes the allocation, its YAML and the report. */
+  search: { params: SearchParams; result: SearchReport; event: SearchEvent };
+  /** Each range of an allocation as a QDQ ONNX model next to the model. */
+  exportQdq: { params: ExportParams; result: ExportReport; event: never };
 }
 export type EngineMethod = keyof EngineMethods;
 

@@ -3,9 +3,11 @@
 import type { RunStatus } from './analysis';
 import type { AnalysisToHost } from './analysisPanel';
 import type { InspectorToHost } from './inspector';
+import type { SearchToHost } from './searchPanel';
 
 export type InspectorRendered = Extract<InspectorToHost, { type: 'rendered' }>;
 export type AnalysisRendered = Extract<AnalysisToHost, { type: 'rendered' }>;
+export type SearchRendered = Extract<SearchToHost, { type: 'rendered' }>;
 
 export interface QuantLensApi {
   /** Last table render the inspector webview reported for this file (absolute fs path), if any. */
@@ -26,4 +28,10 @@ export interface QuantLensApi {
   lastRunPath(): string | undefined;
   /** How the last analysis started stands: its status, rows received so far and the plan's cell count. */
   lastRunState(): { recordPath: string; status: RunStatus; rows: number; total: number | undefined; message?: string } | undefined;
+  /** The last draw a search panel reported (front, chosen point, allocation heatmap), while that panel is visible. */
+  searchRendered(): SearchRendered | undefined;
+  /** Allocation path of the last search started (`quantlens.searchMixedPrecision` with overrides resolves to it too). */
+  lastAllocationPath(): string | undefined;
+  /** How the last search started stands. */
+  lastSearchState(): { status: 'running' | 'complete' | 'cancelled' | 'failed'; message?: string } | undefined;
 }

@@ -75,11 +75,12 @@ const progressTrack = h('div', { className: 'progress-track' }, progressBar);
 const cancelButton = h('button', { className: 'secondary', title: 'Stop the run; finished rows stay saved' }, icon('debug-stop'), 'Cancel');
 const newButton = h('button', { className: 'secondary', title: 'Show the launch form for this model again' }, icon('add'), 'New analysis');
 const exportButton = h('button', { className: 'secondary', title: 'Write the rows as CSV next to the record' }, icon('export'), 'Export CSV');
+const searchButton = h('button', { className: 'secondary', title: 'Choose each layer\'s bits under a budget from this run' }, icon('symbol-ruler'), 'Search bit allocation…');
 const banner = h('div', { className: 'banner', attrs: { role: 'alert' } });
 const header = h(
   'header',
   { className: 'header' },
-  h('div', { className: 'header-row' }, title, h('div', { className: 'actions' }, cancelButton, newButton, exportButton)),
+  h('div', { className: 'header-row' }, title, h('div', { className: 'actions' }, cancelButton, newButton, exportButton, searchButton)),
   statusLine,
   progressTrack,
   banner,
@@ -187,6 +188,7 @@ runView.hidden = true;
 cancelButton.hidden = true;
 newButton.hidden = true;
 exportButton.hidden = true;
+searchButton.hidden = true;
 progressTrack.hidden = true;
 statusLine.textContent = 'Loading…';
 
@@ -195,6 +197,7 @@ cancelButton.addEventListener('click', () => {
   host.post({ type: 'cancel' });
 });
 exportButton.addEventListener('click', () => host.post({ type: 'exportCsv' }));
+searchButton.addEventListener('click', () => host.post({ type: 'searchAllocation' }));
 newButton.addEventListener('click', () => host.post({ type: 'newAnalysis' }));
 settingSelect.addEventListener('change', () => setSetting(settingSelect.value));
 metricSelect.addEventListener('change', () => {
@@ -261,7 +264,7 @@ function showForm(message: Extract<HostToAnalysis, { type: 'form' }>): void {
   data = undefined;
   shownByTimestep = undefined;
   banner.replaceChildren();
-  for (const button of [cancelButton, newButton, exportButton]) button.hidden = true;
+  for (const button of [cancelButton, newButton, exportButton, searchButton]) button.hidden = true;
   progressTrack.hidden = true;
   runView.hidden = true;
   formSlot.replaceChildren(
@@ -319,6 +322,7 @@ function showStatus(next: RunStatus, message: string | undefined): void {
   cancelButton.hidden = !running;
   cancelButton.disabled = false;
   exportButton.hidden = running || !run;
+  searchButton.hidden = status !== 'complete' || !run;
   newButton.hidden = running || !run;
   progressTrack.hidden = !running;
   if (!running) progressBar.style.width = '0';

@@ -188,6 +188,9 @@ export class AnalysisPanel {
       case 'exportCsv':
         this.host.exportCsv(this);
         break;
+      case 'searchAllocation':
+        if (this.recordPath) void vscode.commands.executeCommand('quantlens.searchMixedPrecision', vscode.Uri.file(this.recordPath));
+        break;
       case 'revealLayer':
         if (typeof message.name === 'string') this.host.revealLayer(this, message.name);
         break;

@@ -2,7 +2,7 @@
 import * as vscode from 'vscode';
 import { makeNonce, webviewHtml } from './html';
 
-export function setUpWebview(webview: vscode.Webview, extensionUri: vscode.Uri, app: 'inspector' | 'analysis', title: string): void {
+export function setUpWebview(webview: vscode.Webview, extensionUri: vscode.Uri, app: 'inspector' | 'analysis' | 'search', title: string): void {
   const dist = vscode.Uri.joinPath(extensionUri, 'dist', 'webview');
   const codicons = vscode.Uri.joinPath(extensionUri, 'node_modules', '@vscode', 'codicons', 'dist');
   const styles = vscode.Uri.joinPath(extensionUri, 'webview', app);
