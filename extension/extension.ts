@@ -6,6 +6,7 @@ import { registerCommands } from './features/commands';
 import { EngineHost } from './features/engineHost';
 import { INSPECTOR_VIEW_TYPE, InspectorProvider } from './features/inspector/inspectorProvider';
 import { LayersTreeProvider } from './features/layersView/layersView';
+import { SearchFeature } from './features/search/searchFeature';
 
 let engineHost: EngineHost | undefined;
 
@@ -17,6 +18,7 @@ export function activate(context: vscode.ExtensionContext): QuantLensApi {
   const inspector = new InspectorProvider(context.extensionUri, host, log);
   const layers = new LayersTreeProvider(inspector);
   const analysis = new AnalysisFeature(context.extensionUri, host, inspector, log);
+  const search = new SearchFeature(context.extensionUri, host, log);
   context.subscriptions.push(
     log,
     host,
@@ -28,6 +30,8 @@ export function activate(context: vscode.ExtensionContext): QuantLensApi {
     ...registerCommands(inspector, log),
     analysis,
     ...analysis.register(),
+    search,
+    ...search.register(),
   );
   log.info(`QuantLens ${context.extension.packageJSON.version as string} activated`);
 
@@ -41,6 +45,9 @@ export function activate(context: vscode.ExtensionContext): QuantLensApi {
     analysisRendered: () => analysis.analysisRendered(),
     lastRunPath: () => analysis.lastRunPath(),
     lastRunState: () => analysis.lastRunState(),
+    searchRendered: () => search.searchRendered(),
+    lastAllocationPath: () => search.lastAllocationPath(),
+    lastSearchState: () => search.lastSearchState(),
   };
 }
 

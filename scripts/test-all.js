@@ -1,6 +1,7 @@
 #!/usr/bin/env node
-// `npm test`: unit tests (node's test runner), the integration suite in code-server (with the e2e screenshot), and the
-// same suite in desktop VS Code where one is installed; then one combined `N passed, N failed` line.
+// `npm test`: unit tests (node's test runner), the integration suite in code-server (with the e2e screenshot), the
+// packaged VSIX installed into code-server, and the same suite in desktop VS Code where one is installed; then one
+// combined `N passed, N failed` line.
 'use strict';
 const { spawn, spawnSync } = require('child_process');
 const path = require('path');
@@ -63,6 +64,8 @@ async function main() {
     // `npm run test:unit` without its tsc (the compile step above ran it): given a folder, --test runs its *.test.js.
     { name: 'unit', command: 'node', args: ['--test', '--test-reporter=spec', 'out/test/unit/'], parse: nodeTestCounts },
     { name: 'integration (code-server)', command: npm, args: ['run', 'test:integration', '--silent'], parse: suiteCounts },
+    // What a user gets: the linux-x64 VSIX of the bundles the integration step built, installed into code-server.
+    { name: 'install (VSIX in code-server)', command: 'node', args: ['out/test/integration/installVsix.js', '--no-build'], parse: suiteCounts },
     // `npm start` in its CI mode: starts code-server and checks in Chromium that the inspector shows the sample.
     { name: 'npm start (smoke)', command: 'node', args: ['scripts/start.js', '--smoke'], parse: exitStatusCounts },
   ];

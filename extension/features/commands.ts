@@ -6,6 +6,9 @@ import { REVEAL_LAYER_COMMAND } from './layersView/layersView';
 
 export const INSPECT_MODEL_COMMAND = 'quantlens.inspectModel';
 export const SHOW_LOG_COMMAND = 'quantlens.showLog';
+export const OPEN_SAMPLE_COMMAND = 'quantlens.openSample';
+/** publisher.name: the same for the installed extension and the one under development. */
+const EXTENSION_ID = 'quantlens.quantlens';
 
 const MODEL_EXTENSIONS = ['onnx', 'safetensors'];
 
@@ -26,6 +29,13 @@ export function registerCommands(inspector: InspectorProvider, log: vscode.LogOu
       return false;
     }),
     vscode.commands.registerCommand(SHOW_LOG_COMMAND, () => log.show()),
+    // The walkthrough's first step: the DiT sample that ships in the extension's own folder.
+    vscode.commands.registerCommand(OPEN_SAMPLE_COMMAND, async () => {
+      const extensionUri = vscode.extensions.getExtension(EXTENSION_ID)?.extensionUri;
+      if (!extensionUri) throw new Error(`QuantLens: extension ${EXTENSION_ID} not found`);
+      const sample = vscode.Uri.joinPath(extensionUri, 'resources', 'sample', 'dit-sample.onnx');
+      await vscode.commands.executeCommand('vscode.openWith', sample, INSPECTOR_VIEW_TYPE);
+    }),
   ];
 }
 

@@ -85,6 +85,8 @@ export interface CodeServerOptions {
   port?: number;
   /** Extra user settings merged over QUIET_USER_SETTINGS. */
   settings?: Record<string, unknown>;
+  /** Extensions folder (e.g. one a VSIX was installed into); a fresh empty one in the state folder when absent. */
+  extensionsDir?: string;
 }
 
 export interface CodeServer {
@@ -134,7 +136,7 @@ export async function startCodeServer(options: CodeServerOptions): Promise<CodeS
   const port = options.port ?? (await findFreePort());
   const stateDir = fs.mkdtempSync(path.join(os.tmpdir(), 'quantlens-code-server-'));
   const userDataDir = path.join(stateDir, 'user-data');
-  const extensionsDir = path.join(stateDir, 'extensions');
+  const extensionsDir = options.extensionsDir ?? path.join(stateDir, 'extensions');
   fs.mkdirSync(path.join(userDataDir, 'User'), { recursive: true });
   fs.mkdirSync(extensionsDir, { recursive: true });
   fs.writeFileSync(

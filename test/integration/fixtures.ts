@@ -40,6 +40,10 @@ export const EXCHANGE = {
   readyForAnalysisForm: 'ready-for-analysis-form.json',
   /** Written by the harness after it checked the form's values and clicked Start. */
   analysisFormDone: 'analysis-form-done',
+  /** Written by the suite while a search panel shows a finished search of the sample (a SearchPanelRequest). */
+  readyForSearch: 'ready-for-search.json',
+  /** Written by the harness after it found and photographed the Pareto front. */
+  searchDone: 'search-done',
 } as const;
 
 /** The workspace's `.vscode/settings.json`: the sensitivity form must come up with these values. */
@@ -77,6 +81,11 @@ export interface AnalysisPanelRequest {
 export interface AnalysisFormRequest {
   /** Values the form's fields must show, by the field's label. */
   expected: { samples: string; timesteps: string; timestepInput: string; checked: string[] };
+}
+
+export interface SearchPanelRequest {
+  /** Points of the Pareto front the panel reported drawing. */
+  frontPoints: number;
 }
 
 export type TestState = 'passed' | 'failed' | 'skipped';

@@ -6,6 +6,7 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import type { Browser, ConsoleMessage, Frame, Page } from 'playwright-core';
 import { checkAnalysisForm, checkAnalysisPanel } from './analysisBrowser';
+import { checkSearchPanel } from './searchBrowser';
 import {
   findLogs,
   findWebviewFrameWithRow,
@@ -23,6 +24,7 @@ import {
   writeFileAtomic,
   writeWorkspace,
   type AnalysisFormRequest,
+  type SearchPanelRequest,
   type AnalysisPanelRequest,
   type LargeTableRequest,
   type ScreenshotRequest,
@@ -120,6 +122,13 @@ async function main(): Promise<number> {
         done: EXCHANGE.analysisFormDone,
         missing: 'e2e (browser): the sensitivity launch form',
         run: (p: Page, request: unknown) => checkAnalysisForm(p, request as AnalysisFormRequest),
+        handled: false,
+      },
+      {
+        request: EXCHANGE.readyForSearch,
+        done: EXCHANGE.searchDone,
+        missing: 'e2e (browser): the search panel',
+        run: (p: Page, request: unknown) => checkSearchPanel(p, request as SearchPanelRequest, SCREENSHOTS, REPO),
         handled: false,
       },
     ];

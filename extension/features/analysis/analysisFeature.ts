@@ -13,6 +13,7 @@ import type { EngineHost } from '../engineHost';
 import type { Inspection } from '../inspection';
 import { INSPECTOR_VIEW_TYPE, type InspectorProvider } from '../inspector/inspectorProvider';
 import { REVEAL_LAYER_COMMAND } from '../layersView/layersView';
+import { requireTrust } from '../trust';
 import { AnalysisPanel, ANALYSIS_VIEW_TYPE, type AnalysisRendered, type PanelHost } from './analysisPanel';
 import { RunSession } from './runSession';
 import { analysisSettings, applyOverrides, formFromConfig, formProblem, recordFileName, type AnalysisConfig } from './settings';
@@ -85,6 +86,7 @@ export class AnalysisFeature implements PanelHost, vscode.Disposable {
    * defaults overridden by them and resolves to the record's path.
    */
   private async analyzeCommand(target: unknown, options: unknown): Promise<string | undefined> {
+    if (!(await requireTrust('Sensitivity analysis'))) return undefined;
     const uri = target instanceof vscode.Uri ? target : await this.modelToAnalyze();
     if (!uri) return undefined;
     if (uri.scheme !== 'file' || !/\.onnx$/i.test(uri.fsPath)) {

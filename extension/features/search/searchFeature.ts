@@ -12,7 +12,8 @@ import type { SearchForm, SearchReport } from '../../protocol/searchPanel';
 import type { SearchRendered } from '../../protocol/testApi';
 import type { EngineHost } from '../engineHost';
 import { RUNS_FOLDER } from '../analysis/analysisFeature';
-import { SearchPanel, SEARCH_VIEW_TYPE, type SearchFormContent, type SearchPanelHost } from './searchPanel';
+import { requireTrust } from '../trust';
+import { EXPORT_QDQ_COMMAND, SearchPanel, SEARCH_VIEW_TYPE, type SearchFormContent, type SearchPanelHost } from './searchPanel';
 
 export const SEARCH_COMMAND = 'quantlens.searchMixedPrecision';
 export const OPEN_ALLOCATION_COMMAND = 'quantlens.openAllocation';
@@ -53,6 +54,8 @@ export class SearchFeature implements SearchPanelHost, vscode.Disposable {
       // Explorer: (uri, selection); analysis panel: (uri); tests: (uri, form overrides).
       vscode.commands.registerCommand(SEARCH_COMMAND, (target?: unknown, options?: unknown) => this.searchCommand(target, options)),
       vscode.commands.registerCommand(OPEN_ALLOCATION_COMMAND, (target?: unknown) => this.openAllocationCommand(target)),
+      // From the panel's Export button (with the panel) or the palette (the last search panel drawn).
+      vscode.commands.registerCommand(EXPORT_QDQ_COMMAND, (target?: unknown) => this.exportCommand(target)),
       vscode.window.registerWebviewPanelSerializer(SEARCH_VIEW_TYPE, {
         deserializeWebviewPanel: (panel, state: unknown) => this.restore(panel, state),
       }),
@@ -76,6 +79,7 @@ export class SearchFeature implements SearchPanelHost, vscode.Disposable {
 
   /** Opens the form for a run; with `options` (SearchForm fields) starts right away and resolves to the allocation path. */
   private async searchCommand(target: unknown, options: unknown): Promise<string | undefined> {
+    if (!(await requireTrust('Mixed-precision search'))) return undefined;
     const uri = target instanceof vscode.Uri ? target : typeof target === 'string' ? vscode.Uri.file(target) : await this.pickRun();
     if (!uri) return undefined;
     let run: AnalysisRun;
@@ -140,7 +144,16 @@ export class SearchFeature implements SearchPanelHost, vscode.Disposable {
     );
   }
 
-  exportQdq(panel: SearchPanel): void {
+  private async exportCommand(target: unknown): Promise<void> {
+    const panel = target instanceof SearchPanel ? target : this.lastRendered?.panel;
+    if (!panel?.report) {
+      void vscode.window.showInformationMessage('QuantLens: finish a mixed-precision search first; its panel exports the QDQ model.');
+      return;
+    }
+    if (await requireTrust('Export')) this.exportQdq(panel);
+  }
+
+  private exportQdq(panel: SearchPanel): void {
     const report = panel.report;
     if (!report) return;
     const controller = new AbortController();

@@ -9,6 +9,8 @@ import type { SearchRendered } from '../../protocol/testApi';
 import { setUpWebview } from '../webview/setup';
 
 export const SEARCH_VIEW_TYPE = 'quantlens.search';
+/** The panel's Export button runs this command, so the walkthrough's export step sees it. */
+export const EXPORT_QDQ_COMMAND = 'quantlens.exportQdq';
 
 export interface SearchFormContent {
   runPath: string;
@@ -26,7 +28,6 @@ type Content =
 export interface SearchPanelHost {
   start(panel: SearchPanel, form: SearchForm): void;
   newSearch(panel: SearchPanel): void;
-  exportQdq(panel: SearchPanel): void;
   openAllocation(panel: SearchPanel): void;
   rendered(panel: SearchPanel, rendered: SearchRendered): void;
 }
@@ -173,7 +174,7 @@ export class SearchPanel {
         if (!this.running) this.host.newSearch(this);
         break;
       case 'exportQdq':
-        this.host.exportQdq(this);
+        void vscode.commands.executeCommand(EXPORT_QDQ_COMMAND, this);
         break;
       case 'openAllocation':
         this.host.openAllocation(this);

@@ -1,0 +1,268 @@
+// `npm run test:install`: what a user gets. Packages the linux-x64 VSIX (scripts/package.js), installs it into a
+// fresh extensions folder with `code-server --install-extension`, starts code-server without any development path,
+// and drives the workbench from headless Chromium: the sample and a safetensors checkpoint open in the installed
+// inspector, a pickle checkpoint gets the "never unpickled" message, and "QuantLens: Analyze Sensitivity" from the
+// command palette opens the form, whose Start runs an analysis to a complete record. Prints `N passed, N failed`.
+//   --no-build   package the bundles already in dist/ (npm test's integration step has just built them)
+import { spawnSync } from 'node:child_process';
+import * as fs from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import type { Browser, Frame, Page } from 'playwright-core';
+import {
+  extensionHostLaunches,
+  findCodeServer,
+  findLogs,
+  findWebviewFrameWithRow,
+  launchChromium,
+  openInWindow,
+  startCodeServer,
+  tailOf,
+  type CodeServer,
+} from './codeServer';
+import { ANALYSIS_WORKSPACE_SETTINGS, CHECKPOINT_TENSORS, writeSafetensors, type TestResult } from './fixtures';
+import { indent, printResults, summaryLine } from './report';
+
+const REPO = path.resolve(__dirname, '..', '..', '..');
+const SAMPLE = path.join(REPO, 'resources', 'sample', 'dit-sample.onnx');
+const SCREENSHOTS = path.join(REPO, '.test-output', 'screenshots');
+const LOGS = path.join(REPO, '.test-output', 'install');
+const SAMPLE_LAYER = 'blocks.0.attn.qkv';
+const CHECKPOINT_LAYER = CHECKPOINT_TENSORS[0]!.name;
+const PICKLE = 'model.pt';
+const EXTENSION_FOLDER = /^quantlens\.quantlens-\d[\w.-]*$/;
+
+const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
+
+function packageVsix(noBuild: boolean): string {
+  const args = ['scripts/package.js', '--target', 'linux-x64', ...(noBuild ? ['--no-build'] : [])];
+  const result = spawnSync('node', args, { cwd: REPO, encoding: 'utf8' });
+  if (result.status !== 0) throw new Error(`node ${args.join(' ')} failed:\n${result.stdout}\n${result.stderr}`);
+  const { version } = JSON.parse(fs.readFileSync(path.join(REPO, 'package.json'), 'utf8')) as { version: string };
+  const vsix = path.join(REPO, 'dist-vsix', `quantlens-${version}-linux-x64.vsix`);
+  console.log(`packaged ${path.relative(REPO, vsix)} (${(fs.statSync(vsix).size / 1024 / 1024).toFixed(1)} MB)`);
+  return vsix;
+}
+
+/** The workspace a researcher might have: the sample, a checkpoint, a pickle file, and small analysis settings. */
+function writeInstallWorkspace(workspace: string): void {
+  fs.copyFileSync(SAMPLE, path.join(workspace, 'dit-sample.onnx'));
+  writeSafetensors(path.join(workspace, 'small.safetensors'));
+  // Pickle protocol 2 header bytes: the engine must refuse the file by its name without reading it.
+  fs.writeFileSync(path.join(workspace, PICKLE), Buffer.from([0x80, 0x02, 0x7d, 0x71, 0x00, 0x2e]));
+  fs.mkdirSync(path.join(workspace, '.vscode'));
+  fs.writeFileSync(path.join(workspace, '.vscode', 'settings.json'), JSON.stringify(ANALYSIS_WORKSPACE_SETTINGS, null, 2));
+}
+
+/** Opens a file in the window through code-server's CLI, retrying while the window has not joined the session. */
+async function openFile(server: CodeServer, file: string): Promise<void> {
+  for (let attempt = 0; ; attempt++) {
+    try {
+      openInWindow(server, file);
+      return;
+    } catch (err) {
+      if (attempt >= 60) throw err;
+      await sleep(500);
+    }
+  }
+}
+
+/** A webview frame whose body text contains `text`. */
+async function findFrameWithText(page: Page, text: string, timeoutMs: number): Promise<Frame | undefined> {
+  const deadline = Date.now() + timeoutMs;
+  do {
+    for (const frame of page.frames()) {
+      if (frame === page.mainFrame()) continue;
+      const body = await frame.evaluate(() => document.body?.innerText ?? '').catch(() => '');
+      if (body.includes(text)) return frame;
+    }
+    await sleep(250);
+  } while (Date.now() < deadline);
+  return undefined;
+}
+
+/** Command lines of the processes running a file from `folder` (the engine process of the installed extension). */
+function processesUnder(folder: string): string[] {
+  const found: string[] = [];
+  for (const pid of fs.readdirSync('/proc').filter((name) => /^\d+$/.test(name))) {
+    const cmdline = (() => {
+      try {
+        return fs.readFileSync(`/proc/${pid}/cmdline`, 'utf8').split('\0').join(' ');
+      } catch {
+        return '';
+      }
+    })();
+    if (cmdline.includes(folder)) found.push(cmdline.trim());
+  }
+  return found;
+}
+
+async function check(results: TestResult[], title: string, body: () => Promise<string | void>): Promise<boolean> {
+  const started = Date.now();
+  try {
+    const detail = await body();
+    results.push({ title: detail ? `${title} (${detail})` : title, state: 'passed', durationMs: Date.now() - started });
+    console.log(`  … ok: ${title}`);
+    return true;
+  } catch (err) {
+    results.push({ title, state: 'failed', error: (err as Error).message });
+    console.log(`  … FAILED: ${title}`);
+    return false;
+  }
+}
+
+async function main(): Promise<number> {
+  const noBuild = process.argv.includes('--no-build');
+  fs.rmSync(LOGS, { recursive: true, force: true });
+  fs.mkdirSync(LOGS, { recursive: true });
+  fs.mkdirSync(SCREENSHOTS, { recursive: true });
+  fs.rmSync(path.join(SCREENSHOTS, 'installed.png'), { force: true });
+  const results: TestResult[] = [];
+  const scratch = fs.mkdtempSync(path.join(os.tmpdir(), 'quantlens-install-'));
+  const workspace = path.join(scratch, 'workspace');
+  const extensionsDir = path.join(scratch, 'extensions');
+  fs.mkdirSync(workspace);
+  fs.mkdirSync(extensionsDir);
+  writeInstallWorkspace(workspace);
+  let server: CodeServer | undefined;
+  let browser: Browser | undefined;
+  let page: Page | undefined;
+  const started = Date.now();
+  try {
+    let installed = '';
+    const packagedAndInstalled = await check(results, 'the linux-x64 VSIX installs into a fresh extensions folder', async () => {
+      const vsix = packageVsix(noBuild);
+      const install = spawnSync(findCodeServer(), ['--extensions-dir', extensionsDir, '--install-extension', vsix], {
+        encoding: 'utf8',
+        timeout: 120_000,
+      });
+      if (install.status !== 0) throw new Error(`code-server --install-extension failed: ${install.stdout}${install.stderr}`);
+      const folders = fs.readdirSync(extensionsDir).filter((name) => EXTENSION_FOLDER.test(name));
+      if (folders.length !== 1) throw new Error(`expected one quantlens.quantlens-<version> folder, found ${fs.readdirSync(extensionsDir).join(', ')}`);
+      installed = path.join(extensionsDir, folders[0]!);
+      const binding = path.join(installed, 'node_modules', 'onnxruntime-node', 'bin', 'napi-v6', 'linux', 'x64', 'onnxruntime_binding.node');
+      if (!fs.existsSync(binding)) throw new Error(`${binding} missing from the installed extension`);
+      return folders[0];
+    });
+    // Nothing else can be checked without the installed extension.
+    if (packagedAndInstalled) {
+
+      server = await startCodeServer({ workspace, extensionsDir });
+      browser = await launchChromium();
+      page = await browser.newPage({ viewport: { width: 1440, height: 900 } });
+      // No extensionDevelopmentPath: the window loads only what the extensions folder holds.
+      await page.goto(`http://127.0.0.1:${server.port}/?folder=${encodeURIComponent(workspace)}`, { waitUntil: 'domcontentloaded' });
+      const liveServer = server;
+      const livePage = page;
+      for (let i = 0; i < 240 && extensionHostLaunches(liveServer) === 0; i++) await sleep(250);
+
+      await check(results, `installed inspector shows the sample's layers (${SAMPLE_LAYER} in the webview DOM)`, async () => {
+        await openFile(liveServer, path.join(workspace, 'dit-sample.onnx'));
+        const found = await findWebviewFrameWithRow(livePage, SAMPLE_LAYER, 120_000);
+        if (!found) throw new Error(`no webview frame has a table row containing ${SAMPLE_LAYER}`);
+        return `${found.rows} rows`;
+      });
+      await check(results, 'the engine process runs from the installed extension folder', async () => {
+        const engines = processesUnder(path.join(installed, 'dist', 'engine.js'));
+        if (engines.length === 0) throw new Error(`no process runs ${path.join(installed, 'dist', 'engine.js')}`);
+        const fromRepo = processesUnder(path.join(REPO, 'dist', 'engine.js'));
+        if (fromRepo.length) throw new Error(`the development folder's engine runs too: ${fromRepo.join('; ')}`);
+        return `${engines.length} process`;
+      });
+      await check(results, `installed inspector shows the safetensors checkpoint (${CHECKPOINT_LAYER})`, async () => {
+        await openFile(liveServer, path.join(workspace, 'small.safetensors'));
+        const found = await findWebviewFrameWithRow(livePage, CHECKPOINT_LAYER, 60_000);
+        if (!found) throw new Error(`no webview frame has a table row containing ${CHECKPOINT_LAYER}`);
+        return `${found.rows} rows`;
+      });
+      await check(results, `a pickle checkpoint (${PICKLE}) opens with the "never unpickled" message`, async () => {
+        await openFile(liveServer, path.join(workspace, PICKLE));
+        const frame = await findFrameWithText(livePage, 'never unpickled', 60_000);
+        if (!frame) throw new Error('no webview frame says the checkpoint is never unpickled');
+      });
+      const formStarted = await check(results, '"QuantLens: Analyze Sensitivity" from the command palette opens the launch form for the sample', async () => {
+        await openFile(liveServer, path.join(workspace, 'dit-sample.onnx'));
+        await sleep(1000);
+        await livePage.keyboard.press('F1');
+        const input = livePage.locator('.quick-input-widget input.input');
+        await input.waitFor({ state: 'visible', timeout: 15_000 });
+        await input.fill('>QuantLens: Analyze Sensitivity');
+        const entry = livePage.locator('.quick-input-list .monaco-list-row', { hasText: 'QuantLens: Analyze Sensitivity' }).first();
+        await entry.waitFor({ state: 'visible', timeout: 15_000 });
+        await livePage.keyboard.press('Enter');
+        const form = await findFrameWithText(livePage, 'Start analysis', 60_000);
+        if (!form) throw new Error('no webview frame shows the launch form');
+        await form.getByRole('button', { name: 'Start analysis' }).click();
+      });
+      if (formStarted) await check(results, 'Start runs the analysis to a complete record in .quantlens/runs/ and the heatmap fills', async () => {
+        const runs = path.join(workspace, '.quantlens', 'runs');
+        const deadline = Date.now() + 180_000;
+        let status = 'no record';
+        while (Date.now() < deadline) {
+          const records = fs.existsSync(runs) ? fs.readdirSync(runs).filter((name) => name.endsWith('.json')) : [];
+          const record = records[0] && (JSON.parse(fs.readFileSync(path.join(runs, records[0]), 'utf8')) as { status: string; rows: unknown[] });
+          status = record ? `${record.status}, ${record.rows.length} rows` : 'no record';
+          if (record && record.status !== 'running') break;
+          await sleep(500);
+        }
+        if (!status.startsWith('complete')) throw new Error(`the run record is ${status}`);
+        const cells = await (async () => {
+          for (let i = 0; i < 60; i++) {
+            for (const frame of livePage.frames()) {
+              const value = await frame
+                .evaluate(() => document.querySelector<HTMLCanvasElement>('canvas.heatmap-canvas.by-timestep')?.dataset.cells)
+                .catch(() => undefined);
+              if (value && Number(value) > 0) return Number(value);
+            }
+            await sleep(250);
+          }
+          return 0;
+        })();
+        if (cells === 0) throw new Error('no heatmap canvas with cells');
+        return `${status}, ${cells} heatmap cells`;
+      });
+      await sleep(1000);
+      await check(results, 'screenshot .test-output/screenshots/installed.png', async () => {
+        await livePage.screenshot({ path: path.join(SCREENSHOTS, 'installed.png') });
+      });
+    }
+  } catch (err) {
+    results.push({ title: 'install harness', state: 'failed', error: (err as Error).stack ?? String(err) });
+  } finally {
+    if (page && results.some((r) => r.state === 'failed')) {
+      await page.screenshot({ path: path.join(SCREENSHOTS, 'installed-failure.png') }).catch(() => undefined);
+    }
+    await browser?.close().catch(() => undefined);
+    if (server) {
+      await server.stop();
+      fs.copyFileSync(server.logFile, path.join(LOGS, 'code-server.log'));
+      const vscodeLogs = path.join(server.userDataDir, 'logs');
+      if (fs.existsSync(vscodeLogs)) fs.cpSync(vscodeLogs, path.join(LOGS, 'vscode-logs'), { recursive: true });
+      fs.rmSync(server.stateDir, { recursive: true, force: true });
+    }
+    fs.rmSync(scratch, { recursive: true, force: true });
+  }
+  return finish(results, started);
+}
+
+function finish(results: TestResult[], started: number): number {
+  console.log(`install test (code-server, installed VSIX), ${((Date.now() - started) / 1000).toFixed(1)} s`);
+  const counts = printResults(results);
+  if (counts.failed > 0) {
+    console.log(`\nlogs: ${path.relative(REPO, LOGS)}/`);
+    for (const log of findLogs(path.join(LOGS, 'vscode-logs')).filter((f) => f.endsWith('remoteexthost.log'))) {
+      console.log(indent(tailOf(log, 3000)));
+    }
+  }
+  console.log(summaryLine(counts));
+  return counts.failed > 0 ? 1 : 0;
+}
+
+main().then(
+  (code) => process.exit(code),
+  (err) => {
+    console.error(err instanceof Error ? err.message : err);
+    console.log('0 passed, 1 failed');
+    process.exit(1);
+  },
+);
