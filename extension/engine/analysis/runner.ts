@@ -155,9 +155,10 @@ function median(values: number[]): number {
   return sorted[Math.floor(sorted.length / 2)];
 }
 
-function toOrt(feeds: Record<string, FeedTensor>): Feeds {
+/** onnxruntime tensors of `feeds`; empty ones (overrides left alone) taken from `reuse`, made once per sweep. */
+function toOrt(feeds: Record<string, FeedTensor>, reuse: Feeds = {}): Feeds {
   const out: Feeds = {};
-  for (const [name, f] of Object.entries(feeds)) out[name] = new ort.Tensor(f.type, f.data, f.dims);
+  for (const [name, f] of Object.entries(feeds)) out[name] = f.data.length === 0 && reuse[name] ? reuse[name] : new ort.Tensor(f.type, f.data, f.dims);
   return out;
 }
 
@@ -634,6 +635,7 @@ class Sweep {
       this.emit({ kind: 'progress', done, total: cells.length, etaMs });
     };
     let currentUnit = -1;
+    const offControl = toOrt(instrumentFeeds(sweepInst));
     try {
       for (const cell of cells) {
         const setting = settings.settings[cell.setting];
@@ -651,7 +653,7 @@ class Sweep {
             config.activations.set(sweep.index, this.activationQuant(setting, perPoint[calib.index], calib.tensor, run.plan.timesteps[cell.timestep]));
           }
         }
-        const control = toOrt(instrumentFeeds(sweepInst, config));
+        const control = toOrt(instrumentFeeds(sweepInst, config), offControl);
         const sums = new Map(data.keys.map((key) => [key, new MetricSums()]));
         const reference = data.references.get(cell.timestep) as Outputs[];
         const samples = data.feeds.get(cell.timestep) as Feeds[];

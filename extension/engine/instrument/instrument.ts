@@ -12,12 +12,15 @@
 //     replacement (stored shape) when the weight's switch is on, an empty tensor otherwise.
 // A fake-quant point on x is If(switch) { FQ(x) } else { Identity(x) } (fakeQuant.ts), and the chosen consumers read
 // its output. A weight's consumers (directly or through Transpose/Cast chains), together with the successors
-// onnxruntime would fold into them, become If(switch) { the nodes on the override } else { the nodes as they were }:
-// the stored weight stays a constant that onnxruntime pre-packs and folds as before; no initializer is added, so
-// IR < 4 models (whose initializers must all be graph inputs) need nothing special. With every switch off the model
-// computes what the original computes: bit for bit with points only, and also with weight switches up to the
-// "extended" optimization level (at "all", onnxruntime's NCHWc layout rewrite does not reach convolutions inside an If,
-// which then round differently, ~1e-6 relative). Nodes inside subgraphs that read a weight keep the stored value.
+// onnxruntime fuses into them (BatchNormalization, Mul/Add by constants, residual Adds, activations), stay in the main
+// graph as they were, so onnxruntime pre-packs, fuses and lays them out (NCHWc at level "all") exactly as in the
+// original; their result is renamed and passed on by If(switch) { the nodes recomputed on the override } else
+// { Identity(stored result) }, which takes the original name. Off costs one If per window; on, the window runs twice
+// (once per sweep step, a single layer). No initializer is added, so IR < 4 models (whose initializers must all be
+// graph inputs) need nothing special. With every switch off the model computes what the original computes, bit for
+// bit at every optimization level, except where a point sits on a stored tensor a node reads (a Conv's bias): the
+// value is then computed rather than constant, and at "all" onnxruntime may pick another kernel (~1e-7 relative).
+// Nodes inside subgraphs that read a weight keep the stored value.
 import * as fs from 'fs';
 import { onnx } from 'onnx-proto';
 import { ModelError } from '../errors';
@@ -168,7 +171,7 @@ function weightChains(weight: string, nodes: onnx.INodeProto[], readers: Map<str
   return { producers, consumers: [...consumers].sort((a, b) => a - b) };
 }
 
-/** Successor ops that onnxruntime fuses into a Conv/MatMul/Gemm, and how many of them a weight switch takes along. */
+/** Successor ops that onnxruntime fuses into a Conv/MatMul/Gemm, and how many of them a weight switch waits for. */
 const FUSED_SUCCESSORS = new Set([
   'BatchNormalization', 'Add', 'Sub', 'Mul', 'Div', 'Relu', 'LeakyRelu', 'Clip', 'Sigmoid', 'HardSigmoid', 'HardSwish',
   'Tanh', 'Softplus', 'Elu', 'Selu', 'PRelu',
@@ -176,18 +179,17 @@ const FUSED_SUCCESSORS = new Set([
 const MAX_FUSED_SUCCESSORS = 3;
 
 /**
- * Groups each wrapped node (a start) with the single-reader successors onnxruntime folds into it (BatchNormalization,
- * Mul/Add by constants, activations; every other input a stored tensor), so that inside one switch the stored path
- * still fuses as in the original. Successors with computed inputs (residual Adds) stay outside, where their own fusions
- * still apply. Returns the windows by the index of their last member, where the switch is emitted (all the members'
- * inputs exist there), and every member.
+ * Groups each switched node (a start) with the single-reader successors onnxruntime folds into it (BatchNormalization,
+ * Mul/Add by constants, residual Adds, activations), so that the switch reading the group's result sits after the
+ * whole fused chain and does not cut it. Returns the windows by the index of their last member, where the switch is
+ * emitted (all the members' inputs exist there).
  */
 function fusionWindows(
   nodes: onnx.NodeProto[],
   starts: number[],
   pinned: ReadonlySet<string>,
   stored: ReadonlyMap<string, unknown>,
-): { windows: Map<number, number[]>; inWindow: Set<number> } {
+): Map<number, number[]> {
   const readers = readersOf(nodes);
   const startSet = new Set(starts);
   const windows = new Map<number, number[]>();
@@ -201,10 +203,11 @@ function fusionWindows(
       const next = readers.get(outputs[0]) ?? [];
       if (next.length !== 1 || inWindow.has(next[0]) || startSet.has(next[0])) break;
       const successor = nodes[next[0]];
+      // onnxruntime folds an Add of a computed value (a residual) into a convolution too (NCHWc "sum").
       const foldable =
         isStandardDomain(successor.domain) &&
         FUSED_SUCCESSORS.has(successor.opType) &&
-        successor.input.every((input) => !input || input === outputs[0] || stored.has(input));
+        successor.input.every((input) => !input || input === outputs[0] || stored.has(input) || successor.opType === 'Add');
       if (!foldable) break;
       members.push(next[0]);
       inWindow.add(next[0]);
@@ -212,7 +215,7 @@ function fusionWindows(
     }
     windows.set(members[members.length - 1], members);
   }
-  return { windows, inWindow };
+  return windows;
 }
 
 /** Names that nodes inside subgraphs read (possibly from the main graph's scope). */
@@ -369,54 +372,86 @@ export function instrumentModel(model: onnx.IModelProto, plan: InstrumentPlan, o
     ...placed.map((p) => p.tensor),
     ...namesReadInSubgraphs(nodes),
   ]);
-  const { windows, inWindow } = fusionWindows(nodes, [...weightsOfNode.keys()], pinned, stored);
+  const windows = fusionWindows(nodes, [...weightsOfNode.keys()], pinned, stored);
 
-  const wrap = (members: onnx.NodeProto[], weights: InstrumentedWeight[]): onnx.NodeProto[] => {
-    if (weights.length === 0) return members;
-    const [weight, ...rest] = weights;
+  /**
+   * A copy of `members` computed with the override of `weight` (and its Transpose/Cast chain recomputed on it), and
+   * with `rest` switched inside. Returns the branch graph; its outputs stand for the last member's outputs.
+   */
+  const overrideBranch = (members: onnx.NodeProto[], weight: InstrumentedWeight, rest: InstrumentedWeight[]): onnx.IGraphProto => {
     const chain = chains.get(weight.weight) as WeightChains;
     const outputs = (members[members.length - 1].output ?? []).filter((o) => o);
-    const branch = (useOverride: boolean): onnx.IGraphProto => {
-      const label = useOverride ? 'override' : 'stored';
-      const branchNodes: onnx.NodeProto[] = [];
-      const renamed = new Map<string, string>();
-      if (useOverride) {
-        // The input takes any shape (empty when off); reshaped to the stored one, shape inference can follow it.
-        const shape = names.fresh(`override/${weight.weight}/shape`);
-        const reshaped = names.fresh(`override/${weight.weight}/reshaped`);
-        branchNodes.push(makeNode('Constant', [], [shape], { value: int64Tensor(weight.shape, [weight.shape.length]) }));
-        branchNodes.push(makeNode('Reshape', [weight.overrideInput, shape], [reshaped]));
-        renamed.set(weight.weight, reshaped);
-      }
-      // Recompute, on the override, the chain values the members read.
-      const resolve = (value: string): string => {
-        const known = renamed.get(value);
-        if (known !== undefined) return known;
-        const producer = useOverride ? chain.producers.get(value) : undefined;
-        if (producer === undefined) return value;
-        const chainNode = nodes[producer];
-        const out = names.fresh(`override/${weight.weight}/${chainNode.opType}`);
-        branchNodes.push(onnx.NodeProto.create({ ...chainNode, input: chainNode.input.map(resolve), output: [out] }));
-        renamed.set(value, out);
-        return out;
-      };
-      const copies = members.map((member) =>
-        onnx.NodeProto.create({
-          ...member,
-          input: member.input.map(resolve),
-          output: member.output.map((o) => {
-            if (!o) return o;
-            const fresh = names.fresh(`${label}/${weight.weight}/${o}`);
-            renamed.set(o, fresh);
-            return fresh;
-          }),
-        }),
-      );
-      branchNodes.push(...wrap(copies, rest));
-      return { name: label, node: branchNodes, output: outputs.map((o) => valueInfo(renamed.get(o) as string)) };
+    const branchNodes: onnx.NodeProto[] = [];
+    const renamed = new Map<string, string>();
+    // The input takes any shape (empty when off); reshaped to the stored one, shape inference can follow it.
+    const shape = names.fresh(`override/${weight.weight}/shape`);
+    const reshaped = names.fresh(`override/${weight.weight}/reshaped`);
+    branchNodes.push(makeNode('Constant', [], [shape], { value: int64Tensor(weight.shape, [weight.shape.length]) }));
+    branchNodes.push(makeNode('Reshape', [weight.overrideInput, shape], [reshaped]));
+    renamed.set(weight.weight, reshaped);
+    // Recompute, on the override, the chain values the members read.
+    const resolve = (value: string): string => {
+      const known = renamed.get(value);
+      if (known !== undefined) return known;
+      const producer = chain.producers.get(value);
+      if (producer === undefined) return value;
+      const chainNode = nodes[producer];
+      const out = names.fresh(`override/${weight.weight}/${chainNode.opType}`);
+      branchNodes.push(onnx.NodeProto.create({ ...chainNode, input: chainNode.input.map(resolve), output: [out] }));
+      renamed.set(value, out);
+      return out;
     };
-    const first = members[0];
-    return [makeNode('If', [switchNames[weight.index]], outputs, { then_branch: branch(true), else_branch: branch(false) }, first.name ?? undefined)];
+    const copies = members.map((member) =>
+      onnx.NodeProto.create({
+        ...member,
+        input: member.input.map(resolve),
+        output: member.output.map((o) => {
+          if (!o) return o;
+          const fresh = names.fresh(`override/${weight.weight}/${o}`);
+          renamed.set(o, fresh);
+          return fresh;
+        }),
+      }),
+    );
+    branchNodes.push(...wrapAll(copies, rest));
+    return { name: 'override', node: branchNodes, output: outputs.map((o) => valueInfo(renamed.get(o) as string)) };
+  };
+
+  /** `members` with every weight switched: nested Ifs computing both paths inside (used only within an override). */
+  const wrapAll = (members: onnx.NodeProto[], weights: InstrumentedWeight[]): onnx.NodeProto[] => {
+    if (weights.length === 0) return members;
+    const [weight, ...rest] = weights;
+    const outputs = (members[members.length - 1].output ?? []).filter((o) => o);
+    const stored = members.map((member) =>
+      onnx.NodeProto.create({ ...member, output: member.output.map((o) => (o ? names.fresh(`stored/${weight.weight}/${o}`) : o)) }),
+    );
+    // The copies read each other's renamed outputs.
+    const rename = new Map(members.flatMap((m, i) => m.output.map((o, j) => [o, stored[i].output[j]] as const)));
+    for (const copy of stored) copy.input = copy.input.map((i) => rename.get(i) ?? i);
+    const storedGraph: onnx.IGraphProto = {
+      name: 'stored',
+      node: wrapAll(stored, rest),
+      output: outputs.map((o) => valueInfo(rename.get(o) as string)),
+    };
+    return [makeNode('If', [switchNames[weight.index]], outputs, { then_branch: overrideBranch(members, weight, rest), else_branch: storedGraph })];
+  };
+
+  /**
+   * The switch after a window whose nodes stay in the main graph, where onnxruntime fuses and lays them out as in the
+   * original: If(switch) { the members recomputed on the override } else { their stored result, passed through },
+   * producing the last member's original output names (its own outputs are renamed to `fallbacks`).
+   */
+  const select = (members: onnx.NodeProto[], weights: InstrumentedWeight[], fallbacks: string[], outputs: string[]): onnx.NodeProto => {
+    const [weight, ...rest] = weights;
+    let elseBranch: onnx.IGraphProto;
+    if (rest.length === 0) {
+      const passed = fallbacks.map((f) => names.fresh(`${f}/passed`));
+      elseBranch = { name: 'stored', node: fallbacks.map((f, i) => makeNode('Identity', [f], [passed[i]])), output: passed.map((p) => valueInfo(p)) };
+    } else {
+      const inner = outputs.map((o) => names.fresh(`stored/${weight.weight}/${o}`));
+      elseBranch = { name: 'stored', node: [select(members, rest, fallbacks, inner)], output: inner.map((o) => valueInfo(o)) };
+    }
+    return makeNode('If', [switchNames[weight.index]], outputs, { then_branch: overrideBranch(members, weight, rest), else_branch: elseBranch });
   };
 
   // Assemble: the switches first, each point right after its tensor is available, wrapped nodes in place.
@@ -460,9 +495,16 @@ export function instrumentModel(model: onnx.IModelProto, plan: InstrumentPlan, o
   emitPoints(-1);
   nodes.forEach((node, index) => {
     const members = windows.get(index);
-    if (members) newNodes.push(...wrap(members.map((i) => nodes[i]), weightsOfNode.get(members[0]) ?? []));
-    // Members before the last are emitted with their window; the values they make have no other reader.
-    else if (!inWindow.has(index)) newNodes.push(node);
+    if (members) {
+      const windowNodes = members.map((i) => nodes[i]);
+      const outputs = node.output.filter((o) => o);
+      const fallbacks = outputs.map((o) => names.fresh(`stored/${o}`));
+      const rename = new Map(outputs.map((o, i) => [o, fallbacks[i]]));
+      newNodes.push(onnx.NodeProto.create({ ...node, output: node.output.map((o) => rename.get(o) ?? o) }));
+      newNodes.push(select(windowNodes, weightsOfNode.get(members[0]) ?? [], fallbacks, outputs));
+    } else {
+      newNodes.push(node);
+    }
     emitPoints(index);
   });
 
