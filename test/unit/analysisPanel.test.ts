@@ -251,13 +251,14 @@ describe('heatmap colors (webview/analysis/colormap)', () => {
 
 describe('panel HTML', () => {
   it('allows only the nonce-bearing script and the extension’s own styles', () => {
-    const html = webviewHtml({ title: 'QuantLens Sensitivity', cspSource: 'vscode-resource:', nonce: 'N0nce', scriptUri: 'a.js', styleUri: 'a.css', codiconsUri: 'c.css' });
+    const html = webviewHtml({ title: 'QuantLens Sensitivity', cspSource: 'vscode-resource:', nonce: 'N0nce', scriptUri: 'a.js', styleUris: ['panel.css', 'a.css'], codiconsUri: 'c.css' });
     const csp = (/Content-Security-Policy" content="([^"]*)"/.exec(html)?.[1] ?? '').replace(/&#39;/g, "'");
     assert.match(csp, /default-src 'none'/);
     assert.match(csp, /script-src 'nonce-N0nce'/);
     assert.doesNotMatch(csp, /unsafe-inline|unsafe-eval/);
     assert.match(html, /<script nonce="N0nce" src="a\.js"><\/script>/);
     assert.equal((html.match(/<script/g) ?? []).length, 1);
+    assert.ok(html.indexOf('href="panel.css"') < html.indexOf('href="a.css"'), 'shared panel styles first, the panel\'s own after');
     assert.doesNotMatch(html, /style="/);
   });
 });

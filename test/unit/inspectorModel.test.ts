@@ -330,7 +330,7 @@ test('the webview HTML has a strict CSP: scripts only by nonce, no inline styles
     cspSource: 'https://webview.test',
     nonce,
     scriptUri: 'https://webview.test/dist/webview/inspector.js?a=1&b="2"',
-    styleUri: 'https://webview.test/webview/inspector/inspector.css',
+    styleUris: ['https://webview.test/webview/inspector/inspector.css'],
     codiconsUri: 'https://webview.test/codicon.css',
   });
   const scripts = [...html.matchAll(/<script\b([^>]*)>/g)].map((m) => m[1]);

@@ -8,7 +8,8 @@ export interface WebviewHtmlParts {
   cspSource: string;
   nonce: string;
   scriptUri: string;
-  styleUri: string;
+  /** Style sheets, in cascade order. */
+  styleUris: string[];
   codiconsUri: string;
 }
 
@@ -39,7 +40,7 @@ export function webviewHtml(parts: WebviewHtmlParts): string {
 <meta http-equiv="Content-Security-Policy" content="${attr(contentSecurityPolicy(parts.cspSource, parts.nonce))}">
 <meta name="viewport" content="width=device-width, initial-scale=1.0">
 <link rel="stylesheet" href="${attr(parts.codiconsUri)}" id="vscode-codicon-stylesheet">
-<link rel="stylesheet" href="${attr(parts.styleUri)}">
+${parts.styleUris.map((uri) => `<link rel="stylesheet" href="${attr(uri)}">`).join('\n')}
 <title>${attr(parts.title)}</title>
 </head>
 <body>

@@ -1,4 +1,5 @@
-// Points a webview at one of our app bundles (dist/webview/<app>.js, webview/<app>/<app>.css) with the shared shell.
+// Points a webview at one of our app bundles (dist/webview/<app>.js, webview/<app>/<app>.css) with the shared shell;
+// the panels also get webview/shared/panel.css.
 import * as vscode from 'vscode';
 import { makeNonce, webviewHtml } from './html';
 
@@ -6,13 +7,15 @@ export function setUpWebview(webview: vscode.Webview, extensionUri: vscode.Uri, 
   const dist = vscode.Uri.joinPath(extensionUri, 'dist', 'webview');
   const codicons = vscode.Uri.joinPath(extensionUri, 'node_modules', '@vscode', 'codicons', 'dist');
   const styles = vscode.Uri.joinPath(extensionUri, 'webview', app);
-  webview.options = { enableScripts: true, localResourceRoots: [dist, codicons, styles] };
+  const shared = vscode.Uri.joinPath(extensionUri, 'webview', 'shared');
+  const sheets = [...(app === 'inspector' ? [] : [vscode.Uri.joinPath(shared, 'panel.css')]), vscode.Uri.joinPath(styles, `${app}.css`)];
+  webview.options = { enableScripts: true, localResourceRoots: [dist, codicons, styles, shared] };
   webview.html = webviewHtml({
     title,
     cspSource: webview.cspSource,
     nonce: makeNonce(),
     scriptUri: webview.asWebviewUri(vscode.Uri.joinPath(dist, `${app}.js`)).toString(),
-    styleUri: webview.asWebviewUri(vscode.Uri.joinPath(styles, `${app}.css`)).toString(),
+    styleUris: sheets.map((sheet) => webview.asWebviewUri(sheet).toString()),
     codiconsUri: webview.asWebviewUri(vscode.Uri.joinPath(codicons, 'codicon.css')).toString(),
   });
 }
