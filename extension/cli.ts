@@ -27,6 +27,7 @@ import {
   type ModelSummary,
   type ValueInfo,
 } from './protocol/records';
+import { bitList, clean, collect, dimList, integer, nonNegativeInteger, positiveInteger, splitList, toJson, truncateMiddle } from './cliShared';
 
 const EXIT_BAD_INPUT = 2;
 const EXIT_INTERNAL = 1;
@@ -360,20 +361,6 @@ function writeText(file: string, text: string): void {
   }
 }
 
-function collect(value: string, previous: string[]): string[] {
-  return [...previous, value];
-}
-
-function splitList(value: string): string[] {
-  return value.split(',').map((s) => s.trim()).filter((s) => s !== '');
-}
-
-function bitList(value: string): number[] {
-  const bits = splitList(value).map(Number);
-  if (!bits.every((b) => Number.isInteger(b) && b >= 2 && b <= 16)) throw new InvalidArgumentError('expected comma-separated bit-widths from 2 to 16, e.g. 4,8.');
-  return [...new Set(bits)];
-}
-
 function numberList(value: string): number[] {
   const values = splitList(value).map(Number);
   if (values.length === 0 || !values.every(Number.isFinite)) throw new InvalidArgumentError('expected comma-separated numbers, e.g. 999,500,0.');
@@ -385,35 +372,6 @@ function nameList(value: string): string[] {
   const names = splitList(value);
   if (names.length === 0) throw new InvalidArgumentError('expected comma-separated tensor names.');
   return names;
-}
-
-function dimList(value: string): Record<string, number> {
-  const dims: Record<string, number> = {};
-  for (const entry of splitList(value)) {
-    const at = entry.lastIndexOf('=');
-    const size = Number(entry.slice(at + 1));
-    if (at <= 0 || !Number.isInteger(size) || size < 1) throw new InvalidArgumentError(`expected name=size pairs, e.g. batch=1,W=320 (got "${entry}").`);
-    Object.defineProperty(dims, entry.slice(0, at), { value: size, enumerable: true, writable: true, configurable: true });
-  }
-  return dims;
-}
-
-function positiveInteger(value: string): number {
-  const n = Number(value);
-  if (!Number.isSafeInteger(n) || n < 1) throw new InvalidArgumentError('expected a positive integer.');
-  return n;
-}
-
-function nonNegativeInteger(value: string): number {
-  const n = Number(value);
-  if (!Number.isSafeInteger(n) || n < 0) throw new InvalidArgumentError('expected a non-negative integer.');
-  return n;
-}
-
-function integer(value: string): number {
-  const n = Number(value);
-  if (!Number.isSafeInteger(n)) throw new InvalidArgumentError('expected an integer.');
-  return n;
 }
 
 function percentileValue(value: string): number {
@@ -521,16 +479,6 @@ function formatLayerTable(layers: LayerRecord[], outlierSigma: number): string {
 }
 
 /** Model strings are untrusted: control characters could drive the terminal, so they are shown escaped. */
-function clean(text: string): string {
-  return text.replace(/[\u0000-\u001f\u007f-\u009f]/g, (c) => `\\x${c.charCodeAt(0).toString(16).padStart(2, '0')}`);
-}
-
-function truncateMiddle(text: string, width: number): string {
-  if (text.length <= width) return text;
-  const head = Math.ceil((width - 1) / 2);
-  return `${text.slice(0, head)}…${text.slice(text.length - (width - 1 - head))}`;
-}
-
 function nonFinite(x: number): string | undefined {
   if (Number.isNaN(x)) return 'nan';
   if (!Number.isFinite(x)) return x > 0 ? 'inf' : '-inf';
@@ -572,10 +520,6 @@ function bytes(n: number): string {
 }
 
 /** JSON with C1 control characters escaped too (JSON.stringify leaves them raw and some terminals obey them). */
-function toJson(value: unknown): string {
-  return JSON.stringify(value).replace(/[\u007f-\u009f]/g, (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, '0')}`);
-}
-
 // ---------------------------------------------------------------------------------------------------------------
 // terminal plumbing
 

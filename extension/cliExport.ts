@@ -2,10 +2,11 @@
 // original and its output SQNR against the full-precision model on the calibration inputs; optionally the allocation
 // as YAML shaped like ViDiT-Q's mixed-precision configs. Added to the program by cli.ts (addExport).
 import * as path from 'path';
-import { Command, InvalidArgumentError } from 'commander';
+import { Command } from 'commander';
 import { allocationToYaml, loadAllocation, writeAtomically } from './engine/export/allocation';
 import { exportQdq, type ExportResult } from './engine/export/qdq';
 import type { AllocationFile } from './protocol/allocation';
+import { clean, dimList, integer, nonNegativeInteger, positiveInteger, toJson } from './cliShared';
 
 interface ExportFlags {
   alloc: string;
@@ -125,40 +126,4 @@ function megabytes(bytes: number): string {
 }
 
 /** Names from model and allocation files are untrusted: control characters are shown escaped. */
-function clean(text: string): string {
-  return text.replace(/[\u0000-\u001f\u007f-\u009f]/g, (c) => `\\x${c.charCodeAt(0).toString(16).padStart(2, '0')}`);
-}
-
 /** JSON with C1 control characters escaped too (JSON.stringify leaves them raw and some terminals obey them). */
-function toJson(value: unknown): string {
-  return JSON.stringify(value).replace(/[\u007f-\u009f]/g, (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, '0')}`);
-}
-
-function dimList(value: string): Record<string, number> {
-  const dims: Record<string, number> = {};
-  for (const entry of value.split(',').map((part) => part.trim()).filter(Boolean)) {
-    const at = entry.lastIndexOf('=');
-    const size = Number(entry.slice(at + 1));
-    if (at <= 0 || !Number.isInteger(size) || size < 1) throw new InvalidArgumentError(`expected name=size pairs, e.g. batch=1,W=320 (got "${entry}").`);
-    Object.defineProperty(dims, entry.slice(0, at), { value: size, enumerable: true, writable: true, configurable: true });
-  }
-  return dims;
-}
-
-function positiveInteger(value: string): number {
-  const n = Number(value);
-  if (!Number.isSafeInteger(n) || n < 1) throw new InvalidArgumentError('expected a positive integer.');
-  return n;
-}
-
-function nonNegativeInteger(value: string): number {
-  const n = Number(value);
-  if (!Number.isSafeInteger(n) || n < 0) throw new InvalidArgumentError('expected a non-negative integer.');
-  return n;
-}
-
-function integer(value: string): number {
-  const n = Number(value);
-  if (!Number.isSafeInteger(n)) throw new InvalidArgumentError('expected an integer.');
-  return n;
-}

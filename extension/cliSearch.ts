@@ -15,6 +15,7 @@ import { describeCost, parseBudget } from './engine/search/problem';
 import { searchAndVerify, type MeasuredPoint, type RefineStep, type SearchVerifyResult } from './engine/search/refine';
 import type { AnalysisRun, AnalysisSettings } from './protocol/analysis';
 import { FULL_PRECISION_OPTION, type SearchBudget, type SearchProblem } from './protocol/search';
+import { bitList, clean, collect, nonNegativeInteger, positiveInteger, splitList, truncateMiddle } from './cliShared';
 
 /** Weight bit-widths of the sweep started when a model is given instead of a run (16 = full precision is always there). */
 const DEFAULT_WEIGHT_BITS = [2, 3, 4, 6, 8];
@@ -234,16 +235,6 @@ function frontRows(length: number, chosen: number): number[] {
 const significant = (value: number) => (Number.isFinite(value) ? Number(value.toPrecision(3)).toString() : String(value));
 
 /** Names from files are untrusted: control characters would drive the terminal. */
-function clean(text: string): string {
-  return text.replace(/[\u0000-\u001f\u007f-\u009f]/g, '?');
-}
-
-function truncateMiddle(text: string, width: number): string {
-  if (text.length <= width) return text;
-  const keep = width - 1;
-  return `${text.slice(0, Math.ceil(keep / 2))}…${text.slice(text.length - Math.floor(keep / 2))}`;
-}
-
 /** One stderr line per stage (measuring, refining), so long runs show where they are. */
 class StageLog {
   private last: string | undefined;
@@ -269,24 +260,10 @@ function budgetValue(value: string): SearchBudget {
   return budget;
 }
 
-function collect(value: string, previous: string[]): string[] {
-  return [...previous, value];
-}
-
-function splitList(value: string): string[] {
-  return value.split(',').map((s) => s.trim()).filter((s) => s !== '');
-}
-
 function idList(value: string): string[] {
   const ids = splitList(value);
   if (ids.length === 0) throw new InvalidArgumentError('expected comma-separated setting ids, e.g. W4,W8.');
   return [...new Set(ids)];
-}
-
-function bitList(value: string): number[] {
-  const bits = splitList(value).map(Number);
-  if (bits.length === 0 || !bits.every((b) => Number.isInteger(b) && b >= 2 && b <= 16)) throw new InvalidArgumentError('expected comma-separated bit-widths from 2 to 16, e.g. 2,4,8.');
-  return [...new Set(bits)];
 }
 
 function metricValue(value: string): 'noise' | 'mse' {
@@ -294,14 +271,3 @@ function metricValue(value: string): 'noise' | 'mse' {
   return value;
 }
 
-function positiveInteger(value: string): number {
-  const n = Number(value);
-  if (!Number.isSafeInteger(n) || n < 1) throw new InvalidArgumentError('expected a positive integer.');
-  return n;
-}
-
-function nonNegativeInteger(value: string): number {
-  const n = Number(value);
-  if (!Number.isSafeInteger(n) || n < 0) throw new InvalidArgumentError('expected a non-negative integer.');
-  return n;
-}
