@@ -39,15 +39,14 @@ import {
   staticQuantParams,
   type ActivationPointSpec,
   type ActivationQuant,
-  type FeedTensor,
   type InstrumentedModel,
   type InstrumentedPoint,
   type WeightOverride,
 } from '../instrument/instrument';
-import { layerNodes } from '../instrument/plan';
+import { layerNodes, placedPoints, pointKey } from '../instrument/plan';
+import { concatFloat32, createSession, floatOutput, ortTensors, quantile } from '../ortSession';
 import { loadOnnxModel } from '../model/onnx';
 import { openModel } from '../model/open';
-import { decodeHalfWords } from '../model/tensor';
 import type { OpenedModel } from '../model/types';
 import { quantizeWeight } from '../quant/weightQuant';
 import { newRunId, quantlensVersion, saveRun } from '../runs/records';
@@ -119,23 +118,6 @@ interface PointStats {
   percentiles: Map<number, { abs: number; low: number; high: number }>;
 }
 
-function specKey(spec: ActivationPointSpec): string {
-  return `${spec.tensor}\u0000${spec.consumers?.join(',') ?? '*'}`;
-}
-
-/** The placed point for each spec (undefined where it was skipped): points are placed in spec order. */
-function placedPoints(specs: readonly ActivationPointSpec[], inst: InstrumentedModel): Map<string, InstrumentedPoint | undefined> {
-  const placed = new Map<string, InstrumentedPoint | undefined>();
-  let next = 0;
-  for (const spec of specs) {
-    const point = inst.points[next];
-    const matches = point?.tensor === spec.tensor && (!spec.consumers || point.consumers.every((c) => spec.consumers?.includes(c)));
-    placed.set(specKey(spec), matches ? point : undefined);
-    if (matches) next++;
-  }
-  return placed;
-}
-
 /** A copy of the model that also outputs `tensors` (intermediate values a group is ranked by). */
 function withExtraOutputs(model: onnx.ModelProto, tensors: readonly string[]): onnx.ModelProto {
   const graph = model.graph as onnx.GraphProto;
@@ -145,35 +127,9 @@ function withExtraOutputs(model: onnx.ModelProto, tensors: readonly string[]): o
   return onnx.ModelProto.create({ ...model, graph: onnx.GraphProto.create({ ...graph, output: [...graph.output, ...added] }) });
 }
 
-/** Nearest-rank quantile q ∈ [0, 1] of sorted values. */
-function quantile(sorted: Float32Array, q: number): number {
-  return sorted[Math.min(sorted.length - 1, Math.max(0, Math.ceil(q * sorted.length) - 1))];
-}
-
 function median(values: number[]): number {
   const sorted = [...values].sort((a, b) => a - b);
   return sorted[Math.floor(sorted.length / 2)];
-}
-
-/** onnxruntime tensors of `feeds`; empty ones (overrides left alone) taken from `reuse`, made once per sweep. */
-function toOrt(feeds: Record<string, FeedTensor>, reuse: Feeds = {}): Feeds {
-  const out: Feeds = {};
-  for (const [name, f] of Object.entries(feeds)) out[name] = f.data.length === 0 && reuse[name] ? reuse[name] : new ort.Tensor(f.type, f.data, f.dims);
-  return out;
-}
-
-/** A float output as numbers (float16 decoded); undefined for other element types. */
-function floatData(value: ort.OnnxValue): ArrayLike<number> | undefined {
-  const tensor = value as ort.Tensor;
-  switch (tensor.type) {
-    case 'float32':
-    case 'float64':
-      return tensor.data as Float32Array | Float64Array;
-    case 'float16':
-      return decodeHalfWords(tensor.data as Uint16Array, 'F16');
-    default:
-      return undefined;
-  }
 }
 
 function environment(settings: AnalysisSettings): AnalysisRun['environment'] {
@@ -357,7 +313,7 @@ class Sweep {
     // Every point once: the layers' inputs, then the extra tensors.
     const specs = new Map<string, ActivationPointSpec>();
     for (const spec of [...unitPlan.layers.flatMap((l) => l.points), ...settings.extraActivationTensors.map((tensor) => ({ tensor }))]) {
-      if (!specs.has(specKey(spec))) specs.set(specKey(spec), spec);
+      if (!specs.has(pointKey(spec))) specs.set(pointKey(spec), spec);
     }
     const percentiles = [
       ...new Set(settings.settings.filter((s) => s.activation?.mode === 'static-percentile').map((s) => s.activation?.percentile ?? DEFAULT_PERCENTILE)),
@@ -387,8 +343,8 @@ class Sweep {
     const unitPoints = unitPlan.units.map((unit) => {
       const byIndex = new Map<number, UnitPoint>();
       for (const spec of specsOf(unit)) {
-        const sweep = sweepPoints.get(specKey(spec));
-        const calib = calibPoints.get(specKey(spec));
+        const sweep = sweepPoints.get(pointKey(spec));
+        const calib = calibPoints.get(pointKey(spec));
         if (sweep && calib) byIndex.set(sweep.index, { sweep, calib });
       }
       return [...byIndex.values()];
@@ -404,7 +360,7 @@ class Sweep {
     const rangeSources: RangeSource[] = [
       ...(all?.layers ?? []).map((l) => ({ name: l.name, specs: l.points })),
       ...(all?.tensors ?? []).map((tensor) => ({ name: tensor, specs: [{ tensor }] })),
-    ].map(({ name, specs: own }) => ({ name, points: own.map((spec) => calibPoints.get(specKey(spec))).filter((p): p is InstrumentedPoint => !!p) }));
+    ].map(({ name, specs: own }) => ({ name, points: own.map((spec) => calibPoints.get(pointKey(spec))).filter((p): p is InstrumentedPoint => !!p) }));
 
     const applies = (u: number, s: number) => {
       const setting = settings.settings[s];
@@ -444,17 +400,11 @@ class Sweep {
     return now - this.lastSaveEnd >= Math.max(SAVE_EVERY_MS, this.lastSaveMs / SAVE_SHARE);
   }
 
-  private async createSession(bytes: Uint8Array | string, what: string): Promise<ort.InferenceSession> {
-    try {
-      return await ort.InferenceSession.create(bytes as Uint8Array, {
-        logSeverityLevel: 3,
-        executionProviders: [this.settings.executionProvider],
-        ...(this.options.threads ? { intraOpNumThreads: this.options.threads } : {}),
-      });
-    } catch (err) {
-      const reason = (err instanceof Error ? err.message : String(err)).split('\n')[0].slice(0, 300);
-      throw new ModelError(this.modelFile, `onnxruntime cannot load the ${what}: ${reason}`);
-    }
+  private createSession(bytes: Uint8Array | string, what: string): Promise<ort.InferenceSession> {
+    return createSession(bytes, this.modelFile, what, {
+      executionProvider: this.settings.executionProvider,
+      ...(this.options.threads ? { threads: this.options.threads } : {}),
+    });
   }
 
   /** Model feeds per timestep (index into the plan's timesteps) and sample, for the timesteps this slice uses. */
@@ -477,7 +427,7 @@ class Sweep {
     const session = await this.createSession(encodeModel(calibInst.model), 'model instrumented for calibration');
     const stats = new Map<number, PointStats[]>();
     try {
-      const off = toOrt(instrumentFeeds(calibInst));
+      const off = ortTensors(instrumentFeeds(calibInst));
       for (const [t, samples] of feeds) {
         const perPoint: PointStats[] = calibInst.points.map(() => ({ min: Infinity, max: -Infinity, percentiles: new Map() }));
         const collected: Float32Array[][] = calibInst.points.map(() => []);
@@ -488,13 +438,13 @@ class Sweep {
           for (const point of calibInst.points) {
             const s = perPoint[point.index];
             const ranges = point.rangeOutputs as { min: string; max: string };
-            s.min = Math.min(s.min, Number((floatData(out[ranges.min]) as ArrayLike<number>)[0]));
-            s.max = Math.max(s.max, Number((floatData(out[ranges.max]) as ArrayLike<number>)[0]));
-            if (percentiles.length > 0 && point.tensorOutput) collected[point.index].push(Float32Array.from(floatData(out[point.tensorOutput]) ?? []));
+            s.min = Math.min(s.min, Number((floatOutput(out[ranges.min]) as ArrayLike<number>)[0]));
+            s.max = Math.max(s.max, Number((floatOutput(out[ranges.max]) as ArrayLike<number>)[0]));
+            if (percentiles.length > 0 && point.tensorOutput) collected[point.index].push(Float32Array.from(floatOutput(out[point.tensorOutput]) ?? []));
           }
         }
         for (const point of percentiles.length > 0 ? calibInst.points : []) {
-          const values = concat(collected[point.index]);
+          const values = concatFloat32(collected[point.index]);
           const sorted = values.slice().sort();
           const magnitudes = values.map(Math.abs).sort();
           for (const p of percentiles) {
@@ -531,7 +481,7 @@ class Sweep {
   /** The float outputs (and metric tensors) of every sample at every timestep with every switch off. */
   private async references(session: ort.InferenceSession, sweepInst: InstrumentedModel, feeds: Map<number, Feeds[]>): Promise<Map<number, Outputs[]>> {
     this.progress('computing full-precision references');
-    const off = toOrt(instrumentFeeds(sweepInst));
+    const off = ortTensors(instrumentFeeds(sweepInst));
     const references = new Map<number, Outputs[]>();
     for (const [t, samples] of feeds) {
       const perSample: Outputs[] = [];
@@ -541,7 +491,7 @@ class Sweep {
         this.setupRuns++;
         const kept: Outputs = {};
         for (const name of session.outputNames) {
-          const data = floatData(out[name]);
+          const data = floatOutput(out[name]);
           if (data) kept[name] = data;
         }
         perSample.push(kept);
@@ -635,7 +585,7 @@ class Sweep {
       this.emit({ kind: 'progress', done, total: cells.length, etaMs });
     };
     let currentUnit = -1;
-    const offControl = toOrt(instrumentFeeds(sweepInst));
+    const offControl = ortTensors(instrumentFeeds(sweepInst));
     try {
       for (const cell of cells) {
         const setting = settings.settings[cell.setting];
@@ -653,7 +603,7 @@ class Sweep {
             config.activations.set(sweep.index, this.activationQuant(setting, perPoint[calib.index], calib.tensor, run.plan.timesteps[cell.timestep]));
           }
         }
-        const control = toOrt(instrumentFeeds(sweepInst, config), offControl);
+        const control = ortTensors(instrumentFeeds(sweepInst, config), offControl);
         const sums = new Map(data.keys.map((key) => [key, new MetricSums()]));
         const reference = data.references.get(cell.timestep) as Outputs[];
         const samples = data.feeds.get(cell.timestep) as Feeds[];
@@ -661,7 +611,7 @@ class Sweep {
           this.checkAbort();
           const out = await session.run({ ...samples[s], ...control });
           this.sweepRuns++;
-          for (const [key, sum] of sums) sum.add(reference[s][key], floatData(out[key]) as ArrayLike<number>);
+          for (const [key, sum] of sums) sum.add(reference[s][key], floatOutput(out[key]) as ArrayLike<number>);
         }
         const metrics: Record<string, Metrics> = {};
         for (const [key, sum] of sums) metrics[key] = sum.result();
@@ -698,16 +648,6 @@ class Sweep {
     }
     return { mode: 'static', bits: a.bits, symmetric: a.symmetric, ...staticQuantParams(min, max, a.bits, a.symmetric) };
   }
-}
-
-function concat(parts: Float32Array[]): Float32Array {
-  const out = new Float32Array(parts.reduce((n, p) => n + p.length, 0));
-  let offset = 0;
-  for (const part of parts) {
-    out.set(part, offset);
-    offset += part.length;
-  }
-  return out;
 }
 
 /** Quantized weight copies per layer × weight setting, reused across timesteps and units while they fit the budget. */

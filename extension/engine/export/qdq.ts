@@ -52,8 +52,8 @@ import { encodeModel, instrumentFeeds, instrumentModel, quantRange, staticQuantP
 import { layerNodes } from '../instrument/plan';
 import { loadOnnxModel } from '../model/onnx';
 import { openModel } from '../model/open';
-import { decodeHalfWords } from '../model/tensor';
 import type { OpenedModel } from '../model/types';
+import { createSession, floatOutput, quantile } from '../ortSession';
 import { channelLayout, forEachRun, quantLevels, roundHalfEven, scaleBlockSize, type Granularity } from '../quant/weightQuant';
 import { sha256File, validateAllocationForModel, writeAtomically, type ResolvedLayerAllocation } from './allocation';
 
@@ -235,27 +235,6 @@ interface PointRange {
   percentile?: { abs: number; low: number; high: number };
 }
 
-/** Nearest-rank quantile q ∈ [0, 1] of sorted values (the sensitivity runner's definition). */
-function quantile(sorted: Float32Array, q: number): number {
-  return sorted[Math.min(sorted.length - 1, Math.max(0, Math.ceil(q * sorted.length) - 1))];
-}
-
-function floatData(value: ort.OnnxValue): Float32Array | Float64Array | undefined {
-  const tensor = value as ort.Tensor;
-  if (tensor.type === 'float32' || tensor.type === 'float64') return tensor.data as Float32Array | Float64Array;
-  if (tensor.type === 'float16') return decodeHalfWords(tensor.data as Uint16Array, 'F16');
-  return undefined;
-}
-
-async function createSession(model: Uint8Array | string, file: string, what: string, threads?: number): Promise<ort.InferenceSession> {
-  try {
-    return await ort.InferenceSession.create(model as Uint8Array, { logSeverityLevel: 3, ...(threads ? { intraOpNumThreads: threads } : {}) });
-  } catch (err) {
-    const reason = (err instanceof Error ? err.message : String(err)).split('\n')[0].slice(0, 300);
-    throw new ModelError(file, `onnxruntime cannot load the ${what}: ${reason}`);
-  }
-}
-
 /** Min/max (and percentiles) of every point's tensor over every feed, each switch off. Undefined where not placed. */
 async function calibrateRanges(
   model: onnx.ModelProto,
@@ -278,7 +257,7 @@ async function calibrateRanges(
     }
   });
   if (inst.points.length === 0) return placed.map(() => undefined);
-  const session = await createSession(encodeModel(inst.model), file, 'model instrumented for calibration', threads);
+  const session = await createSession(encodeModel(inst.model), file, 'model instrumented for calibration', threads ? { threads } : {});
   const ranges = placed.map((p) => (p ? { min: Infinity, max: -Infinity } : undefined)) as (PointRange | undefined)[];
   const collected: Float32Array[][] = placed.map(() => []);
   try {
@@ -288,9 +267,9 @@ async function calibrateRanges(
       placed.forEach((point, i) => {
         const range = ranges[i];
         if (!point || !range || !point.rangeOutputs) return;
-        range.min = Math.min(range.min, Number(floatData(out[point.rangeOutputs.min])?.[0]));
-        range.max = Math.max(range.max, Number(floatData(out[point.rangeOutputs.max])?.[0]));
-        if (percentile !== undefined && point.tensorOutput) collected[i].push(Float32Array.from(floatData(out[point.tensorOutput]) ?? []));
+        range.min = Math.min(range.min, Number(floatOutput(out[point.rangeOutputs.min])?.[0]));
+        range.max = Math.max(range.max, Number(floatOutput(out[point.rangeOutputs.max])?.[0]));
+        if (percentile !== undefined && point.tensorOutput) collected[i].push(Float32Array.from(floatOutput(out[point.tensorOutput]) ?? []));
       });
     }
   } finally {
@@ -667,8 +646,8 @@ class Exporter {
 
   /** The exported model's outputs against the original's on the same feeds: sums over runs, then the ratios. */
   private async measure(exported: Uint8Array, feeds: Feeds[]): Promise<{ runs: number; outputs: Record<string, Metrics> }> {
-    const original = await createSession(this.file, this.file, 'model', this.options.threads);
-    const candidate = await createSession(exported, this.file, 'exported model', this.options.threads);
+    const original = await createSession(this.file, this.file, 'model', this.options.threads ? { threads: this.options.threads } : {});
+    const candidate = await createSession(exported, this.file, 'exported model', this.options.threads ? { threads: this.options.threads } : {});
     try {
       const sums = new Map<string, MetricSums>();
       for (const feed of feeds) {
@@ -676,8 +655,8 @@ class Exporter {
         const reference = await original.run(ortFeeds);
         const approx = await candidate.run(ortFeeds);
         for (const name of original.outputNames) {
-          const y = floatData(reference[name]);
-          const yHat = approx[name] ? floatData(approx[name]) : undefined;
+          const y = floatOutput(reference[name]);
+          const yHat = approx[name] ? floatOutput(approx[name]) : undefined;
           if (!y || !yHat) continue;
           const sum = sums.get(name) ?? new MetricSums();
           sum.add(y, yHat);

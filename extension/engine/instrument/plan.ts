@@ -4,7 +4,7 @@ import type { onnx } from 'onnx-proto';
 import { onnxLayers, type TensorInfo } from '../model/layers';
 import { dtypeFromOnnx } from '../model/tensor';
 import { intValue, isStandardDomain } from './graph';
-import type { ActivationPointSpec, InstrumentPlan } from './instrument';
+import type { ActivationPointSpec, InstrumentedModel, InstrumentedPoint, InstrumentPlan } from './instrument';
 
 /** Chains of Transpose/Cast between a stored weight and its layer are followed this far (files are untrusted). */
 const MAX_CHAIN = 32;
@@ -70,4 +70,23 @@ export function layerPlan(model: onnx.IModelProto, withRangeOutputs = false): In
   }
   const activationPoints: ActivationPointSpec[] = [...consumers].map(([tensor, nodes]) => ({ tensor, consumers: nodes }));
   return { weights: [...new Set(layers.map((layer) => layer.weight))], activationPoints, withRangeOutputs };
+}
+
+/** Identifies a point spec (its tensor and the consumers it rewires) across instrumentations of the same specs. */
+export function pointKey(spec: ActivationPointSpec): string {
+  return `${spec.tensor}\u0000${spec.consumers?.join(',') ?? '*'}`;
+}
+
+/** Where each spec's point landed (instrumentModel places points in spec order and skips the ones it cannot place). */
+export function placedPoints(specs: readonly ActivationPointSpec[], inst: InstrumentedModel): Map<string, InstrumentedPoint> {
+  const placed = new Map<string, InstrumentedPoint>();
+  let next = 0;
+  for (const spec of specs) {
+    const point = inst.points[next];
+    if (point?.tensor === spec.tensor && (!spec.consumers || point.consumers.every((c) => spec.consumers?.includes(c)))) {
+      placed.set(pointKey(spec), point);
+      next++;
+    }
+  }
+  return placed;
 }

@@ -29,19 +29,24 @@ import {
   staticQuantParams,
   type ActivationPointSpec,
   type ActivationQuant,
-  type FeedTensor,
   type InstrumentedModel,
   type InstrumentedPoint,
   type WeightOverride,
 } from '../instrument/instrument';
-import { layerNodes } from '../instrument/plan';
+import { layerNodes, placedPoints, pointKey } from '../instrument/plan';
+import { concatFloat32, createSession, floatOutput, ortTensors, quantile } from '../ortSession';
 import { loadOnnxModel } from '../model/onnx';
 import { openModel } from '../model/open';
-import { decodeHalfWords } from '../model/tensor';
 import type { OpenedModel } from '../model/types';
 import { quantizeWeight, sqnrFromEnergies, type Granularity } from '../quant/weightQuant';
 
 /** How an allocation is measured: the calibration inputs and the quantizers the sensitivity run used. */
+/** A float output copied out of onnxruntime's buffer as float32 (kept across runs). */
+function floatCopy(value: ort.OnnxValue | undefined): Float32Array | undefined {
+  const data = floatOutput(value);
+  return data && Float32Array.from(data);
+}
+
 export interface MeasureSettings {
   /** With `timestep`, ranges whose timesteps are null are measured at every one of its values. */
   calibration: CalibrationSpec;
@@ -119,49 +124,6 @@ interface TimestepData {
   feeds: Feeds[];
   references: Float32Array[];
   ranges?: PointRange[];
-}
-
-function specKey(spec: ActivationPointSpec): string {
-  return `${spec.tensor}\u0000${spec.consumers?.join(',') ?? '*'}`;
-}
-
-/** The placed point of each spec (points are placed in spec order; skipped specs get none). */
-function placedPoints(specs: readonly ActivationPointSpec[], inst: InstrumentedModel): Map<string, InstrumentedPoint> {
-  const placed = new Map<string, InstrumentedPoint>();
-  let next = 0;
-  for (const spec of specs) {
-    const point = inst.points[next];
-    if (point?.tensor === spec.tensor && (!spec.consumers || point.consumers.every((c) => spec.consumers?.includes(c)))) {
-      placed.set(specKey(spec), point);
-      next++;
-    }
-  }
-  return placed;
-}
-
-function floatData(value: ort.OnnxValue | undefined): Float32Array | undefined {
-  const tensor = value as ort.Tensor | undefined;
-  switch (tensor?.type) {
-    case 'float32':
-      return Float32Array.from(tensor.data as Float32Array);
-    case 'float64':
-      return Float32Array.from(tensor.data as Float64Array);
-    case 'float16':
-      return decodeHalfWords(tensor.data as Uint16Array, 'F16');
-    default:
-      return undefined;
-  }
-}
-
-function toOrt(feeds: Record<string, FeedTensor>): Feeds {
-  const out: Feeds = {};
-  for (const [name, f] of Object.entries(feeds)) out[name] = new ort.Tensor(f.type, f.data, f.dims);
-  return out;
-}
-
-/** Nearest-rank quantile q ∈ [0, 1] of sorted values (as the sensitivity runner takes it). */
-function quantile(sorted: Float32Array, q: number): number {
-  return sorted[Math.min(sorted.length - 1, Math.max(0, Math.ceil(q * sorted.length) - 1))];
 }
 
 function toGranularity(granularity: AllocationGranularity): Granularity {
@@ -243,7 +205,7 @@ export class AllocationMeter {
       for (const node of nodes.filter((n) => n.weight === layer.weight)) byTensor.set(node.activation, [...(byTensor.get(node.activation) ?? []), node.nodeIndex]);
       const specs = [...byTensor].map(([tensor, consumers]) => ({ tensor, consumers }));
       specsOf.set(name, specs);
-      for (const spec of specs) allSpecs.set(specKey(spec), spec);
+      for (const spec of specs) allSpecs.set(pointKey(spec), spec);
     }
     const feedable = [...new Set(opened.layers.filter((l) => FEEDABLE_DTYPES.has(l.dtype)).map((l) => l.weight))];
     const specs = options.activations ? [...allSpecs.values()] : [];
@@ -261,8 +223,8 @@ export class AllocationMeter {
     const layers = new Map<string, MeteredLayer>();
     for (const [name, layer] of names) {
       const points = (specsOf.get(name) ?? []).flatMap((spec) => {
-        const sweep = sweepPoints.get(specKey(spec));
-        const calib = calibPoints.get(specKey(spec));
+        const sweep = sweepPoints.get(pointKey(spec));
+        const calib = calibPoints.get(pointKey(spec));
         return sweep ? [{ sweep, ...(calib ? { calib } : {}) }] : [];
       });
       const elemType = weightTypes.get(layer.weight);
@@ -302,13 +264,13 @@ export class AllocationMeter {
       const perTimestep: MeasuredRange['perTimestep'] = [];
       for (const timestep of timesteps) {
         const data = await this.timestepData(timestep, options.signal);
-        const control = toOrt(instrumentFeeds(this.sweepInst, await this.config(range, label, data)));
+        const control = ortTensors(instrumentFeeds(this.sweepInst, await this.config(range, label, data)));
         const sums = { signal: 0, noise: 0 };
         for (let s = 0; s < data.feeds.length; s++) {
           if (options.signal?.aborted) throw new CancelledError();
           options.onProgress?.({ done, total, message: `measuring ${label}` });
           const out = await this.session.run({ ...data.feeds[s], ...control });
-          const approx = floatData(out[this.output]) as Float32Array;
+          const approx = floatCopy(out[this.output]) as Float32Array;
           const reference = data.references[s];
           pooled.add(reference, approx);
           overall.add(reference, approx);
@@ -424,11 +386,11 @@ export class AllocationMeter {
     const inputInfo = input !== undefined ? this.opened.summary.inputs.find((i) => i.name === input) : undefined;
     if (timestep !== null && !inputInfo) throw new ModelError(this.modelFile, `the allocation has timesteps, but no timestep input was given for the calibration`);
     const feeds = this.calibration.samples.map((sample) => toOrtFeeds(timestep === null || !inputInfo ? sample : withTimestep(sample, inputInfo.name, timestep, inputInfo)));
-    const off = toOrt(instrumentFeeds(this.sweepInst));
+    const off = ortTensors(instrumentFeeds(this.sweepInst));
     const references: Float32Array[] = [];
     for (const sample of feeds) {
       if (signal?.aborted) throw new CancelledError();
-      references.push(floatData((await this.session.run({ ...sample, ...off }))[this.output]) as Float32Array);
+      references.push(floatCopy((await this.session.run({ ...sample, ...off }))[this.output]) as Float32Array);
     }
     const data: TimestepData = { feeds, references, ...(this.calibInst ? { ranges: await this.calibrate(feeds, signal) } : {}) };
     this.timesteps.set(timestep, data);
@@ -439,7 +401,7 @@ export class AllocationMeter {
   private async calibrate(feeds: Feeds[], signal: AbortSignal | undefined): Promise<PointRange[]> {
     const inst = this.calibInst as InstrumentedModel;
     this.calibSession ??= await createSession(encodeModel(inst.model), this.modelFile, 'model instrumented for calibration', this.settings);
-    const off = toOrt(instrumentFeeds(inst));
+    const off = ortTensors(instrumentFeeds(inst));
     const ranges: PointRange[] = inst.points.map(() => ({ min: Infinity, max: -Infinity }));
     const collected: Float32Array[][] = inst.points.map(() => []);
     for (const sample of feeds) {
@@ -448,44 +410,21 @@ export class AllocationMeter {
       for (const point of inst.points) {
         const outputs = point.rangeOutputs as { min: string; max: string };
         const range = ranges[point.index];
-        range.min = Math.min(range.min, Number((floatData(out[outputs.min]) as Float32Array)[0]));
-        range.max = Math.max(range.max, Number((floatData(out[outputs.max]) as Float32Array)[0]));
-        if (point.tensorOutput) collected[point.index].push(floatData(out[point.tensorOutput]) ?? new Float32Array(0));
+        range.min = Math.min(range.min, Number((floatCopy(out[outputs.min]) as Float32Array)[0]));
+        range.max = Math.max(range.max, Number((floatCopy(out[outputs.max]) as Float32Array)[0]));
+        if (point.tensorOutput) collected[point.index].push(floatCopy(out[point.tensorOutput]) ?? new Float32Array(0));
       }
     }
     if (this.settings.activation.mode === 'static-percentile') {
       const p = (this.settings.activation.percentile ?? DEFAULT_PERCENTILE) / 100;
       for (const point of inst.points) {
-        const values = concat(collected[point.index]);
+        const values = concatFloat32(collected[point.index]);
         const sorted = values.slice().sort();
         const magnitudes = values.map(Math.abs).sort();
         ranges[point.index].percentile = { abs: quantile(magnitudes, p), low: quantile(sorted, 1 - p), high: quantile(sorted, p) };
       }
     }
     return ranges;
-  }
-}
-
-function concat(parts: Float32Array[]): Float32Array {
-  const out = new Float32Array(parts.reduce((n, part) => n + part.length, 0));
-  let offset = 0;
-  for (const part of parts) {
-    out.set(part, offset);
-    offset += part.length;
-  }
-  return out;
-}
-
-async function createSession(bytes: Uint8Array, modelFile: string, what: string, settings: MeasureSettings): Promise<ort.InferenceSession> {
-  try {
-    return await ort.InferenceSession.create(bytes, {
-      logSeverityLevel: 3,
-      executionProviders: [settings.executionProvider ?? 'cpu'],
-      ...(settings.threads ? { intraOpNumThreads: settings.threads } : {}),
-    });
-  } catch (err) {
-    const reason = (err instanceof Error ? err.message : String(err)).split('\n')[0].slice(0, 300);
-    throw new ModelError(modelFile, `onnxruntime cannot load the ${what}: ${reason}`);
   }
 }
 
