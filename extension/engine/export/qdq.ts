@@ -54,7 +54,7 @@ import { loadOnnxModel } from '../model/onnx';
 import { openModel } from '../model/open';
 import type { OpenedModel } from '../model/types';
 import { createSession, floatOutput, quantile } from '../ortSession';
-import { channelLayout, forEachRun, quantLevels, roundHalfEven, scaleBlockSize, type Granularity } from '../quant/weightQuant';
+import { channelLayout, weightCodes, type Granularity, type WeightCodes } from '../quant/weightQuant';
 import { sha256File, validateAllocationForModel, writeAtomically, type ResolvedLayerAllocation } from './allocation';
 
 /** Oldest default opset the export writes for: Mul broadcasts from opset 7. */
@@ -133,36 +133,6 @@ function toGranularity(granularity: AllocationGranularity): Granularity {
 // ---------------------------------------------------------------------------------------------------------------
 // weights
 
-/** Integer codes of a weight (storage order) and one scale per channel × block, by quantizeWeight's arithmetic. */
-export interface WeightCodes {
-  codes: Int32Array;
-  /** absmax / levels per (channel, block), channel-major, in float64 (an all-zero block has scale 0). */
-  scales: Float64Array;
-  blocksPerChannel: number;
-}
-
-/** q = round(w · (1/absmax) · levels), half to even: the codes quantizeWeight multiplies back by absmax / levels. */
-export function weightCodes(data: Float32Array, shape: readonly number[], channelAxis: number, bits: number, granularity: Granularity): WeightCodes {
-  const levels = quantLevels(bits);
-  const layout = channelLayout(shape, channelAxis, data.length);
-  const blockSize = scaleBlockSize(layout, granularity);
-  const blocksPerChannel = Math.max(1, Math.ceil(layout.inputs / blockSize));
-  const absMax = new Float64Array(layout.channels * blocksPerChannel);
-  forEachRun(layout, blockSize, (start, end, channel, block) => {
-    const slot = channel * blocksPerChannel + block;
-    let max = absMax[slot];
-    for (let i = start; i < end; i++) max = Math.max(max, Math.abs(data[i]));
-    absMax[slot] = max;
-  });
-  const codes = new Int32Array(data.length);
-  forEachRun(layout, blockSize, (start, end, channel, block) => {
-    const max = absMax[channel * blocksPerChannel + block];
-    if (max === 0) return;
-    const inverse = 1 / max;
-    for (let i = start; i < end; i++) codes[i] = roundHalfEven(data[i] * inverse * levels);
-  });
-  return { codes, scales: absMax.map((max) => max / levels), blocksPerChannel };
-}
 
 /**
  * How codes and scales are laid out for Cast·Mul: the codes viewed as `view` (their storage order unchanged), the

@@ -114,10 +114,30 @@ export function quantizeWeight(
   bits: number,
   granularity: Granularity,
 ): Float32Array {
+  const { codes, scales, blocksPerChannel } = weightCodes(data, shape, channelAxis, bits, granularity);
+  const layout = channelLayout(shape, channelAxis, data.length);
+  const out = new Float32Array(data.length);
+  forEachRun(layout, scaleBlockSize(layout, granularity), (start, end, channel, block) => {
+    const scale = scales[channel * blocksPerChannel + block];
+    for (let i = start; i < end; i++) out[i] = codes[i] * scale;
+  });
+  return out;
+}
+
+/** Integer codes of a weight (storage order) and one scale per channel × block: what quantizeWeight dequantizes. */
+export interface WeightCodes {
+  codes: Int32Array;
+  /** absmax / levels per (channel, block), channel-major, in float64 (an all-zero block has scale 0). */
+  scales: Float64Array;
+  blocksPerChannel: number;
+}
+
+/** q = round(w · (1/absmax) · levels), half to even; an all-zero block gets codes 0 and scale 0 (no 0/0). */
+export function weightCodes(data: Float32Array, shape: readonly number[], channelAxis: number, bits: number, granularity: Granularity): WeightCodes {
   const levels = quantLevels(bits);
   const layout = channelLayout(shape, channelAxis, data.length);
   const blockSize = scaleBlockSize(layout, granularity);
-  const blocksPerChannel = Math.ceil(layout.inputs / blockSize);
+  const blocksPerChannel = Math.max(1, Math.ceil(layout.inputs / blockSize));
   const absMax = new Float64Array(layout.channels * blocksPerChannel);
   forEachRun(layout, blockSize, (start, end, channel, block) => {
     const slot = channel * blocksPerChannel + block;
@@ -125,16 +145,14 @@ export function quantizeWeight(
     for (let i = start; i < end; i++) max = Math.max(max, Math.abs(data[i]));
     absMax[slot] = max;
   });
-  const out = new Float32Array(data.length);
+  const codes = new Int32Array(data.length);
   forEachRun(layout, blockSize, (start, end, channel, block) => {
     const max = absMax[channel * blocksPerChannel + block];
-    // An all-zero block reproduces exactly; its scale of 0 must not turn 0/0 into NaN.
     if (max === 0) return;
-    const scale = max / levels;
     const inverse = 1 / max;
-    for (let i = start; i < end; i++) out[i] = roundHalfEven(data[i] * inverse * levels) * scale;
+    for (let i = start; i < end; i++) codes[i] = roundHalfEven(data[i] * inverse * levels);
   });
-  return out;
+  return { codes, scales: absMax.map((max) => max / levels), blocksPerChannel };
 }
 
 /** 10·log10(signal / noise) from the two energies, capped at SQNR_CAP_DB (also when both are zero). */
