@@ -44,8 +44,8 @@ function suiteCounts(output) {
   return last ? { passed: Number(last[1]), failed: Number(last[2]) } : undefined;
 }
 
-/** Type errors count as one failure (the tests still run on what tsc emitted); a clean compile counts nothing. */
-function compileCounts(_output, status) {
+/** A step that is not a test (install, compile): counts nothing when it succeeds, one failure when it does not. */
+function setupStepCounts(_output, status) {
   return { passed: 0, failed: status === 0 ? 0 : 1 };
 }
 
@@ -60,7 +60,9 @@ function desktopVSCodeInstalled() {
 
 async function main() {
   const steps = [
-    { name: 'compile', command: npm, args: ['run', 'compile', '--silent'], parse: compileCounts },
+    // The real VS Code the integration tests drive: installed once into ~/.cache/quantlens, a no-op afterwards.
+    { name: 'code-server 4.96.4', command: 'bash', args: ['scripts/install-code-server.sh'], parse: setupStepCounts },
+    { name: 'compile', command: npm, args: ['run', 'compile', '--silent'], parse: setupStepCounts },
     // `npm run test:unit` without its tsc (the compile step above ran it): given a folder, --test runs its *.test.js.
     { name: 'unit', command: 'node', args: ['--test', '--test-reporter=spec', 'out/test/unit/'], parse: nodeTestCounts },
     { name: 'integration (code-server)', command: npm, args: ['run', 'test:integration', '--silent'], parse: suiteCounts },
