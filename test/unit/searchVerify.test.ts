@@ -281,6 +281,37 @@ describe('search verified by measurement', () => {
   });
 });
 
+describe('search for an error target', () => {
+  it('picks the cheapest front point predicted to meet it, measures it, and marks the uniform allocations that meet it measured', async () => {
+    // A target between uniform W4's and W6's predicted error: the answer must cost less than W6.
+    const probe = await searchAndVerify(run, BUDGET, { model: SAMPLE, threads: 1, refine: 0 });
+    const w6 = probe.uniform.find((baseline) => baseline.setting === 'W6')!;
+    const maxError = w6.predicted.error * 1.5;
+    const result = await searchAndVerify(run, { kind: 'errorTarget', maxError }, { model: SAMPLE, threads: 1, refine: 2 });
+    const front = result.ranges[0].result.front;
+    // Independently: the cheapest point of the front whose predicted error is within the target.
+    const cheapest = front.filter((point) => point.error <= maxError).reduce((a, b) => (b.cost < a.cost ? b : a));
+    assert.equal(result.solved.predicted.cost, cheapest.cost);
+    assert.ok(result.solved.predicted.error <= maxError);
+    assert.ok(result.chosen.predicted.cost <= result.solved.predicted.cost, 'refinement never raises the cost');
+    assert.ok(result.chosen.measured.error <= result.solved.measured.error, 'refinement never ends worse');
+    assert.ok(result.solved.predicted.cost < w6.predicted.cost);
+    for (const baseline of result.uniform) {
+      assert.equal(baseline.fits, baseline.measured.ranges.every((range) => range.error <= maxError), baseline.setting);
+    }
+    assert.match(result.notes[0], /the cheapest predicted to meet the error target .* (meets|misses) the target/);
+    assert.deepEqual(result.allocation.budget, { kind: 'errorTarget', maxError });
+  });
+
+  it('quantlens search takes "error<=x" and writes the allocation with its target', async () => {
+    const out = path.join(dir, 'target.json');
+    const child = spawnSync(process.execPath, [cliPath, 'search', runFile, '--budget', 'error<=0.05', '--threads', '1', '--out', out], { encoding: 'utf8' });
+    assert.equal(child.status, 0, child.stderr);
+    assert.match(child.stdout, /meet the error target 0\.05/);
+    assert.deepEqual((await loadAllocation(out)).budget, { kind: 'errorTarget', maxError: 0.05 });
+  });
+});
+
 describe('activations at their bits, all layers at once', () => {
   it('uniform allocations measure what the sensitivity run\'s "everything at once" rows measured, static activation scales included', async () => {
     const actRun = await runAnalysis(

@@ -12,7 +12,7 @@ import { groupsOf } from '../analysis/plan';
 import { CancelledError } from '../errors';
 import { allocationFromSearch, rangeLabel } from '../export/allocation';
 import { problemFromRun, problemsPerTimestepRange, type ProblemFromRunOptions } from './fromRun';
-import { buildItems, describeCost, SearchError, type CostBudget } from './problem';
+import { buildItems, describeCost, type CostBudget } from './problem';
 import { search, type SolveOptions } from './solver';
 import { AllocationMeter, type MeasureRange, type MeasureSettings, type MeasuredAllocation } from './verify';
 
@@ -328,9 +328,6 @@ const significant = (value: number) => Number(value.toPrecision(3)).toString();
  */
 export async function searchAndVerify(run: AnalysisRun, budget: SearchBudget, options: SearchVerifyOptions = {}): Promise<SearchVerifyResult> {
   const { model = run.settings.model, rangeCount = 1, refine: measurements = 0, signal, onProgress } = options;
-  if (budget.kind === 'errorTarget') {
-    throw new SearchError(model, 'search and verify needs a cost budget (average bits, MB or bit-operations); an error target has no uniform allocation to compare with');
-  }
   const settings = measureSettingsFromRun(run, options.threads);
   const activations = run.plan.settings.some((id) => run.settings.settings.find((setting) => setting.id === id)?.activation);
   onProgress?.({ stage: 'loading the model and calibration data', done: 0, total: 0 });
@@ -360,7 +357,8 @@ export async function searchAndVerify(run: AnalysisRun, budget: SearchBudget, op
       timesteps,
       problem,
       allocation: result.allocation,
-      maxCost: result.maxCost as number,
+      // An error target picks the cheapest point predicted to meet it; refinement may lower its error, never its cost.
+      maxCost: result.maxCost ?? result.allocation.cost,
     }));
     const measure = async (allocations: Allocation[], stage: string): Promise<MeasuredAllocation> =>
       meter.measure(
@@ -377,8 +375,11 @@ export async function searchAndVerify(run: AnalysisRun, budget: SearchBudget, op
       const allocations = problems.map((problem) => uniformAllocation(problem, setting));
       if (allocations.some((allocation) => allocation === undefined)) continue;
       const chosen = allocations as Allocation[];
-      const fits = chosen.every((allocation, r) => allocation.cost <= refineRanges[r].maxCost);
-      uniform.push({ setting, fits, allocations: chosen, predicted: totals(chosen), measured: await measure(chosen, `measuring uniform ${setting}`) });
+      const measured = await measure(chosen, `measuring uniform ${setting}`);
+      const fits = budget.kind === 'errorTarget'
+        ? meetsTarget(measured, budget.maxError)
+        : chosen.every((allocation, r) => allocation.cost <= refineRanges[r].maxCost);
+      uniform.push({ setting, fits, allocations: chosen, predicted: totals(chosen), measured });
     }
 
     let chosen = solved;
@@ -410,7 +411,9 @@ export async function searchAndVerify(run: AnalysisRun, budget: SearchBudget, op
       ...(Number.isFinite(chosen.measured.sqnrDb) ? { sqnrDb: chosen.measured.sqnrDb } : {}),
       samples: chosen.measured.runs,
     };
-    const notes = comparisonNotes(ranges[0].problem, budget, chosen, uniform);
+    const notes = budget.kind === 'errorTarget'
+      ? targetNotes(ranges[0].problem, budget.maxError, chosen, uniform)
+      : comparisonNotes(ranges[0].problem, budget, chosen, uniform);
     if (metric === 'mse') notes.push('predicted errors are sums of one-layer MSEs; measured errors are relative noise power: compare measured with measured');
     if (run.settings.unit === 'group' && groupsOf(run.settings).some((group) => group.metricTensor)) {
       notes.push(`groups were ranked by their own metric tensors; the measurement compares the model output "${chosen.measured.output}"`);
@@ -422,6 +425,28 @@ export async function searchAndVerify(run: AnalysisRun, budget: SearchBudget, op
 }
 
 /** How the chosen point measures against the uniform allocations that fit the budget and the cheapest that do not. */
+/** An error target bounds each timestep range's error; measured, as the solver predicted it. */
+function meetsTarget(measured: MeasuredAllocation, maxError: number): boolean {
+  return measured.ranges.every((range) => range.error <= maxError);
+}
+
+function targetNotes(problem: SearchProblem, maxError: number, chosen: MeasuredPoint, uniform: UniformBaseline[]): string[] {
+  const ranges = chosen.allocations.length;
+  const cost = (point: MeasuredPoint) => describeCost(problem, point.predicted.cost / ranges, 'averageBits');
+  const notes = [
+    `the chosen allocation (${cost(chosen)}, the cheapest predicted to meet the error target ${significant(maxError)}) measures ` +
+      `${significant(chosen.measured.error)} (${significant(chosen.measured.sqnrDb)} dB): it ${meetsTarget(chosen.measured, maxError) ? 'meets' : 'misses'} the target` +
+      (meetsTarget(chosen.measured, maxError) ? '' : ' — one-layer errors do not add up exactly; a tighter target or a refinement can close the gap'),
+  ];
+  const cheapest = uniform.filter((baseline) => baseline.fits).sort((a, b) => a.predicted.cost - b.predicted.cost)[0];
+  notes.push(
+    cheapest
+      ? `uniform ${cheapest.setting} (${cost(cheapest)}) is the cheapest uniform allocation that meets the target, measured ${significant(cheapest.measured.error)}`
+      : 'no uniform allocation of the run\'s settings meets the target',
+  );
+  return notes;
+}
+
 function comparisonNotes(problem: SearchProblem, budget: CostBudget, chosen: MeasuredPoint, uniform: UniformBaseline[]): string[] {
   const notes: string[] = [];
   const ranges = chosen.allocations.length;
