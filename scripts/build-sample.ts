@@ -4,6 +4,7 @@
 import * as fs from 'fs';
 import * as path from 'path';
 import { onnx } from 'onnx-proto';
+import { fnv1a, mulberry32 } from '../extension/engine/random';
 
 export const SAMPLE_CONFIG = {
   inChannels: 4,
@@ -27,26 +28,6 @@ export const DEFAULT_SAMPLE_PATH = path.resolve(__dirname, '..', '..', 'resource
 // ---------------------------------------------------------------------------------------------------------------
 // Deterministic random numbers. Each tensor gets its own stream seeded from its name, so adding or reordering a
 // layer never changes the weights of the others.
-
-function fnv1a(text: string): number {
-  let hash = 0x811c9dc5;
-  for (let i = 0; i < text.length; i++) {
-    hash ^= text.charCodeAt(i);
-    hash = Math.imul(hash, 0x01000193);
-  }
-  return hash >>> 0;
-}
-
-function mulberry32(seed: number): () => number {
-  let state = seed >>> 0;
-  return () => {
-    state = (state + 0x6d2b79f5) >>> 0;
-    let z = state;
-    z = Math.imul(z ^ (z >>> 15), z | 1);
-    z ^= z + Math.imul(z ^ (z >>> 7), z | 61);
-    return ((z ^ (z >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 /** Standard normal samples by Box–Muller, one stream per tensor name. */
 function normalStream(name: string): () => number {

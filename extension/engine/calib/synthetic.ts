@@ -4,30 +4,13 @@
 import type { Dim, ValueInfo } from '../../protocol/records';
 import { ModelError } from '../errors';
 import { numElements } from '../model/tensor';
+import { fnv1a, mulberry32 } from '../random';
 import { allocate, floatToHalfBits } from './ndarray';
 import type { FeedDType, FeedTensor } from './types';
 
-/** mulberry32: a small, fast 32-bit PRNG; uniform in [0, 1). */
-export function mulberry32(seed: number): () => number {
-  let state = seed >>> 0;
-  return () => {
-    state = (state + 0x6d2b79f5) >>> 0;
-    let z = state;
-    z = Math.imul(z ^ (z >>> 15), z | 1);
-    z ^= z + Math.imul(z ^ (z >>> 7), z | 61);
-    return ((z ^ (z >>> 14)) >>> 0) / 4294967296;
-  };
-}
-
-/** 32-bit FNV-1a of the text: the seed of one (input, sample) stream. */
+/** The seed of one (input, sample) stream. */
 function streamSeed(seed: number, input: string, sample: number): number {
-  const text = `${seed}\u0000${input}\u0000${sample}`;
-  let hash = 0x811c9dc5;
-  for (let i = 0; i < text.length; i++) {
-    hash ^= text.charCodeAt(i);
-    hash = Math.imul(hash, 0x01000193);
-  }
-  return hash >>> 0;
+  return fnv1a(`${seed}\u0000${input}\u0000${sample}`);
 }
 
 /** Dim names that mean "batch" wherever they are. */
