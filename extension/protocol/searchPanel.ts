@@ -8,7 +8,7 @@ export interface SearchParams {
   runPath: string;
   /** The model to measure on (default: the run's). */
   modelPath?: string;
-  /** As the CLI takes it: "5bits", "4.5bits", "40MB". */
+  /** As the CLI takes it: "5bits", "4.5bits", "40MB", "error<=0.001". */
   budget: string;
   /** Timestep ranges, each with its own allocation (1 for models without a timestep). */
   rangeCount: number;
@@ -16,6 +16,10 @@ export interface SearchParams {
   refine: number;
   /** Where the allocation JSON goes; its YAML and the panel's report are written beside it. */
   outPath: string;
+  /** Regular expressions, as the CLI's --pin (case-insensitive): the run's layers that match stay in full precision. */
+  pins?: string[];
+  /** The run's setting ids to choose from, as the CLI's --settings (default: all; full precision always is one). */
+  settings?: string[];
 }
 
 export type SearchEvent =
@@ -116,16 +120,24 @@ export interface ExportReport {
 
 /** What the launch form edits. */
 export interface SearchForm {
-  budgetKind: 'averageBits' | 'sizeMB';
-  /** Average weight bits (2…8) or megabytes. */
+  /** A cost budget, or a quality target: the cheapest allocation predicted to keep the output's SQNR at least this. */
+  budgetKind: 'averageBits' | 'sizeMB' | 'minSqnrDb';
+  /** Average weight bits (2…8), megabytes, or the minimum SQNR in dB. */
   budgetValue: number;
   rangeCount: number;
   refine: number;
+  /** A regular expression (case-insensitive): the run's layers that match stay in full precision. '' pins none. */
+  pin: string;
+  /** The run's setting ids the search chooses from (full precision always is a choice). */
+  settings: string[];
 }
 
 export type HostToSearch =
-  /** The launch form for a run. `maxRanges` is the run's timestep count (1: no per-timestep ranges). */
-  | { type: 'form'; runPath: string; runName: string; form: SearchForm; maxRanges: number; modelMB: number | null }
+  /**
+   * The launch form for a run. `maxRanges` is the run's timestep count (1: no per-timestep ranges); `runSettings` its
+   * setting ids and `units` its searchable layers (or groups), which the pin pattern is matched against.
+   */
+  | { type: 'form'; runPath: string; runName: string; form: SearchForm; maxRanges: number; runSettings: string[]; units: string[]; modelMB: number | null }
   | { type: 'progress'; stage: string; done: number; total: number }
   | { type: 'step'; step: SearchReportStep }
   /** A finished search (or one reopened from its saved report). */

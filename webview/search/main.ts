@@ -18,10 +18,11 @@ import {
 } from 'chart.js';
 import { MatrixController, MatrixElement } from 'chartjs-chart-matrix';
 import type { ExportReport, HostToSearch, SearchForm, SearchReport, SearchReportStep, SearchToHost } from '../../extension/protocol/searchPanel';
-import { Colormap } from '../analysis/colormap';
+import { DEFAULT_MIN_SQNR_DB, MAX_SQNR_DB, maxErrorForSqnrDb, pinPattern, pinProblem, searchFormProblem, sqnrDbForMaxError, type SearchFormLimits } from '../../extension/features/search/searchForm';
+import { Colormap, type ColormapTheme } from '../analysis/colormap';
 import { h, icon, clear } from '../shared/dom';
 import { formatDb, formatNumber } from '../shared/format';
-import { themeColors, type ThemeColors } from '../shared/theme';
+import { onThemeChange, themeColors, type ThemeColors } from '../shared/theme';
 import { connectToHost } from '../shared/vscodeApi';
 
 Chart.register(ScatterController, BarController, BarElement, LineElement, PointElement, CategoryScale, LinearScale, LogarithmicScale, Tooltip, Legend, MatrixController, MatrixElement);
@@ -32,19 +33,24 @@ interface SavedState {
 }
 
 const host = connectToHost<SearchToHost, SavedState>();
-const colors: ThemeColors = themeColors();
-Chart.defaults.color = colors.muted;
-Chart.defaults.borderColor = colors.grid;
-Chart.defaults.font.family = colors.fontFamily;
-Chart.defaults.font.size = Math.max(10, colors.fontSize - 2);
-const style = getComputedStyle(document.body);
-const colormap = new Colormap({
-  background: style.getPropertyValue('--vscode-editor-background').trim() || '#1e1e1e',
-  foreground: style.getPropertyValue('--vscode-foreground').trim() || '#cccccc',
-  yellow: style.getPropertyValue('--vscode-charts-yellow').trim() || '#cca700',
-  orange: style.getPropertyValue('--vscode-charts-orange').trim() || '#d18616',
-  red: style.getPropertyValue('--vscode-charts-red').trim() || '#f14c4c',
-});
+// The theme's colors of the moment: charts copy them when built, so a theme change rebuilds the charts (see the end).
+let colors: ThemeColors = themeColors();
+let colormap = new Colormap(colormapTheme());
+applyChartDefaults(colors);
+
+function applyChartDefaults(theme: ThemeColors): void {
+  Chart.defaults.color = theme.muted;
+  Chart.defaults.borderColor = theme.grid;
+  Chart.defaults.font.family = theme.fontFamily;
+  Chart.defaults.font.size = Math.max(10, theme.fontSize - 2);
+}
+
+/** The heatmap's scale from the theme's variables; Colormap falls back to dark-theme colors for any that are empty. */
+function colormapTheme(): ColormapTheme {
+  const style = getComputedStyle(document.body);
+  const v = (name: string) => style.getPropertyValue(name).trim();
+  return { background: v('--vscode-editor-background'), foreground: v('--vscode-foreground'), yellow: v('--vscode-charts-yellow'), orange: v('--vscode-charts-orange'), red: v('--vscode-charts-red') };
+}
 
 // ----- layout -----
 const app = document.getElementById('app')!;
@@ -72,6 +78,8 @@ newButton.addEventListener('click', () => host.post({ type: 'newSearch' }));
 let charts: Chart[] = [];
 let report: SearchReport | undefined;
 let exportView: HTMLElement | undefined;
+/** Where the shown report's charts and bits legend are drawn: rebuilt there when the theme changes. */
+let chartPlaces: { pareto: HTMLCanvasElement; bars: HTMLCanvasElement; heatmap: HTMLCanvasElement; heatmapBox: HTMLElement; legend: HTMLElement } | undefined;
 
 function setStatus(text: string): void {
   statusLine.textContent = text;
@@ -93,7 +101,7 @@ function showForm(message: Extract<HostToSearch, { type: 'form' }>): void {
   host.setState({ runPath: message.runPath });
   destroyReport();
   title.textContent = `Mixed-precision search: ${message.runName}`;
-  setStatus('Choose a budget, then Start. The engine solves the Pareto front, then measures the chosen allocation and uniform ones for real.');
+  setStatus('Choose a budget or a quality target, then Start. The engine solves the Pareto front, then measures the chosen allocation and uniform ones for real.');
   showBanner(undefined);
   cancelButton.hidden = true;
   newButton.hidden = true;
@@ -101,52 +109,101 @@ function showForm(message: Extract<HostToSearch, { type: 'form' }>): void {
   clear(formView);
   formView.hidden = false;
   const form = message.form;
+  const limits: SearchFormLimits = { maxRanges: message.maxRanges, settings: message.runSettings, units: message.units };
 
   const kind = h('select');
-  for (const [value, text] of [['averageBits', 'Average weight bits'], ['sizeMB', 'Model size (MB)']] as const) {
+  for (const [value, text] of [['averageBits', 'Average weight bits'], ['sizeMB', 'Model size (MB)'], ['minSqnrDb', 'Quality target (minimum SQNR)']] as const) {
     const option = h('option', { text, attrs: { value } });
     if (form.budgetKind === value) option.selected = true;
     kind.append(option);
   }
   const slider = h('input', { attrs: { type: 'range', min: '2', max: '8', step: '0.25' } });
-  const megabytes = h('input', { attrs: { type: 'number', min: '0.001', step: 'any' } });
+  const megabytes = h('input', { attrs: { type: 'number', min: '0.001', step: 'any', 'aria-label': 'Budget in MB' } });
+  const decibels = h('input', { attrs: { type: 'number', min: '0.5', max: String(MAX_SQNR_DB), step: '0.5', 'aria-label': 'Minimum SQNR in dB' } });
   const sliderValue = h('output', { className: 'slider-value' });
+  const targetHint = h('span', { className: 'muted hint' });
   slider.value = String(form.budgetKind === 'averageBits' ? form.budgetValue : 5);
   megabytes.value = String(form.budgetKind === 'sizeMB' ? form.budgetValue : 1);
+  decibels.value = String(form.budgetKind === 'minSqnrDb' ? form.budgetValue : DEFAULT_MIN_SQNR_DB);
   const sync = () => {
-    const bits = kind.value === 'averageBits';
-    slider.hidden = !bits;
-    sliderValue.hidden = !bits;
-    megabytes.hidden = bits;
+    slider.hidden = sliderValue.hidden = kind.value !== 'averageBits';
+    megabytes.hidden = kind.value !== 'sizeMB';
+    decibels.hidden = targetHint.hidden = kind.value !== 'minSqnrDb';
     sliderValue.textContent = `${Number(slider.value).toFixed(2)} bits`;
+    const db = Number(decibels.value);
+    targetHint.textContent = Number.isFinite(db) ? `dB: output noise power ≤ ${formatNumber(maxErrorForSqnrDb(db), 3)} × signal power; the cheapest allocation predicted to meet it` : 'dB';
   };
   kind.addEventListener('change', sync);
   slider.addEventListener('input', sync);
+  decibels.addEventListener('input', sync);
   sync();
+
   const ranges = h('input', { attrs: { type: 'number', min: '1', max: String(message.maxRanges), step: '1' } });
   ranges.value = String(form.rangeCount);
   const refine = h('input', { attrs: { type: 'number', min: '0', max: '200', step: '1' } });
   refine.value = String(form.refine);
+
+  const pin = h('input', { className: 'pin-input', attrs: { type: 'text', spellcheck: 'false', placeholder: 'e.g. embed|final_layer (empty: none)' } });
+  pin.value = form.pin;
+  const pinHint = h('span', { className: 'muted hint pin-hint', attrs: { 'aria-live': 'polite' } });
+  const syncPin = () => {
+    const pattern = pin.value.trim();
+    const problem = pinProblem(pattern, limits.units);
+    pin.setCustomValidity(problem ?? '');
+    pinHint.classList.toggle('invalid', problem !== undefined);
+    if (problem) pinHint.textContent = problem;
+    else if (pattern === '') pinHint.textContent = 'case-insensitive regular expression over layer names; matches stay in full precision';
+    else {
+      const hits = limits.units.filter((unit) => pinPattern(pattern).test(unit));
+      pinHint.textContent = `full precision: ${hits.length} of ${limits.units.length} layers (${hits.slice(0, 3).join(', ')}${hits.length > 3 ? ', …' : ''})`;
+    }
+  };
+  pin.addEventListener('input', syncPin);
+  syncPin();
+
+  const settingBoxes = message.runSettings.map((id, i) => {
+    const box = h('input', { attrs: { type: 'checkbox', value: id, id: `setting-${i}` } });
+    box.checked = form.settings.includes(id);
+    return box;
+  });
+  const settings = h(
+    'fieldset',
+    { className: 'field checks settings-field' },
+    h('legend', { text: 'Settings to choose from (full precision always is one)' }),
+    ...settingBoxes.map((box) => h('label', { className: 'check', attrs: { for: box.id } }, box, box.value)),
+  );
+
+  const problem = h('div', { className: 'form-problem', attrs: { role: 'alert' } });
   const start = h('button', { className: 'primary', attrs: { type: 'submit' } }, icon('play'), 'Start search');
   const element = h(
     'form',
-    { className: 'launch-form search-form' },
+    { className: 'launch-form search-form', attrs: { novalidate: '' } },
     labelled('Budget', kind, 'budget-kind'),
-    h('div', { className: 'field' }, h('label', { text: 'Budget value', attrs: { for: 'budget-bits' } }), slider, sliderValue, megabytes),
+    h('div', { className: 'field' }, h('label', { text: 'Budget value', attrs: { for: 'budget-bits' } }), h('div', { className: 'budget-value' }, slider, sliderValue, megabytes, decibels, targetHint)),
     labelled('Timestep ranges (K)', ranges, 'range-count', message.maxRanges > 1 ? `1 to ${message.maxRanges}: each range gets its own allocation` : 'the run has one timestep (or none)'),
     labelled('Refine measurements (N)', refine, 'refine', 'moves tried on measured error after the solve'),
+    h('div', { className: 'field pin-field' }, h('label', { text: 'Pin layers in full precision', attrs: { for: 'pin' } }), pin, pinHint),
+    settings,
+    problem,
     h('div', { className: 'form-actions' }, start),
   );
   slider.id = 'budget-bits';
-  megabytes.setAttribute('aria-label', 'Budget in MB');
+  pin.id = 'pin';
   element.addEventListener('submit', (event) => {
     event.preventDefault();
+    const budgetKind = kind.value === 'sizeMB' || kind.value === 'minSqnrDb' ? kind.value : 'averageBits';
     const searchForm: SearchForm = {
-      budgetKind: kind.value === 'sizeMB' ? 'sizeMB' : 'averageBits',
-      budgetValue: Number(kind.value === 'sizeMB' ? megabytes.value : slider.value),
+      budgetKind,
+      budgetValue: Number(budgetKind === 'sizeMB' ? megabytes.value : budgetKind === 'minSqnrDb' ? decibels.value : slider.value),
       rangeCount: Number(ranges.value),
       refine: Number(refine.value),
+      pin: pin.value.trim(),
+      settings: settingBoxes.filter((box) => box.checked).map((box) => box.value),
     };
+    const why = searchFormProblem(searchForm, limits);
+    problem.textContent = why ?? '';
+    if (why) return;
+    showBanner(undefined);
     host.post({ type: 'start', form: searchForm });
   });
   formView.append(element);
@@ -182,9 +239,23 @@ function showStep(step: SearchReportStep): void {
 
 // ----- report -----
 
-function destroyReport(): void {
+function destroyCharts(): void {
   for (const chart of charts) chart.destroy();
   charts = [];
+}
+
+function drawCharts(next: SearchReport): void {
+  if (!chartPlaces) return;
+  destroyCharts();
+  const legend = bitsLegend(next);
+  chartPlaces.legend.replaceWith(legend);
+  chartPlaces.legend = legend;
+  charts.push(paretoChart(chartPlaces.pareto, next), measuredChart(chartPlaces.bars, next), allocationChart(chartPlaces.heatmap, chartPlaces.heatmapBox, next));
+}
+
+function destroyReport(): void {
+  destroyCharts();
+  chartPlaces = undefined;
   report = undefined;
   exportView = undefined;
   clear(reportView);
@@ -224,6 +295,7 @@ function showReport(next: SearchReport, reportPath: string | undefined): void {
   const barsCanvas = h('canvas', { className: 'measured-canvas', attrs: { role: 'img', 'aria-label': 'Predicted against measured error' } });
   const heatmapCanvas = h('canvas', { className: 'allocation-canvas', attrs: { role: 'img', 'aria-label': 'Allocation: layers × timestep ranges, colored by bits' } });
   const heatmapBox = h('div', { className: 'allocation-box' }, heatmapCanvas);
+  const legend = h('div');
   reportView.append(
     h(
       'div',
@@ -231,7 +303,7 @@ function showReport(next: SearchReport, reportPath: string | undefined): void {
       section('Pareto front (predicted) with the chosen point and measured uniform allocations', h('div', { className: 'chart-box' }, paretoCanvas)),
       section('Predicted against measured', h('div', { className: 'table-scroll' }, measuredTable(next)), h('div', { className: 'chart-box small' }, barsCanvas)),
     ),
-    section(`Allocation: ${next.layers.length} layers × ${next.rangeLabels.length} timestep range${next.rangeLabels.length === 1 ? '' : 's'} (weight bits)`, bitsLegend(next), heatmapBox),
+    section(`Allocation: ${next.layers.length} layers × ${next.rangeLabels.length} timestep range${next.rangeLabels.length === 1 ? '' : 's'} (weight bits)`, legend, heatmapBox),
   );
   if (next.refinement.length > 0) {
     reportView.append(
@@ -244,7 +316,8 @@ function showReport(next: SearchReport, reportPath: string | undefined): void {
   reportView.append(h('p', { className: 'muted paths', text: `Allocation: ${next.allocationPath}${next.yamlPaths.length ? ` · YAML: ${next.yamlPaths.join(', ')}` : ''}` }));
 
   const frontPoints = next.ranges.reduce((sum, range) => sum + range.front.length, 0);
-  charts.push(paretoChart(paretoCanvas, next), measuredChart(barsCanvas, next), allocationChart(heatmapCanvas, heatmapBox, next));
+  chartPlaces = { pareto: paretoCanvas, bars: barsCanvas, heatmap: heatmapCanvas, heatmapBox, legend };
+  drawCharts(next);
   paretoCanvas.dataset.points = String(frontPoints);
   host.post({
     type: 'rendered',
@@ -257,7 +330,13 @@ function showReport(next: SearchReport, reportPath: string | undefined): void {
 
 function chosenSummary(next: SearchReport): string {
   const chosen = next.chosen;
-  return `Chosen: ${formatNumber(chosen.predicted.cost)} ${next.costLabel}, measured error ${formatNumber(chosen.measured.error)} (${formatDb(chosen.measured.sqnrDb)} dB), predicted ${formatNumber(chosen.predicted.error)}`;
+  const target = next.budget?.kind === 'errorTarget' ? `; quality target SQNR ≥ ${formatDb(sqnrDbForMaxError(next.budget.maxError))} dB (error ≤ ${formatNumber(next.budget.maxError)})` : '';
+  return `Chosen: ${formatNumber(chosen.predicted.cost)} ${next.costLabel}, measured error ${formatNumber(chosen.measured.error)} (${formatDb(chosen.measured.sqnrDb)} dB), predicted ${formatNumber(chosen.predicted.error)}${target}`;
+}
+
+/** The error target of a quality-target search, undefined for cost budgets. */
+function targetError(next: SearchReport): number | undefined {
+  return next.budget?.kind === 'errorTarget' ? next.budget.maxError : undefined;
 }
 
 function basename(file: string): string {
@@ -271,7 +350,7 @@ function measuredTable(next: SearchReport): HTMLElement {
     h(
       'tr',
       { className: row === next.chosen ? 'chosen' : '' },
-      h('td', { text: `${row.label}${row.fits === false ? ' (over budget)' : ''}` }),
+      h('td', { text: `${row.label}${row.fits === false ? (targetError(next) !== undefined ? ' (misses the target)' : ' (over budget)') : ''}` }),
       h('td', { text: formatNumber(row.predicted.cost) }),
       h('td', { text: formatNumber(row.predicted.error) }),
       h('td', { text: formatNumber(row.measured.error) }),
@@ -306,6 +385,12 @@ function paretoChart(canvas: HTMLCanvasElement, next: SearchReport): Chart {
   const uniform = next.uniform.flatMap((u) => (positive(u.measured.error) ? [{ x: u.predicted.cost, y: u.measured.error as number, label: u.label }] : []));
   if (uniform.length > 0) {
     datasets.push({ label: 'uniform (measured)', data: uniform, backgroundColor: green, borderColor: green, pointRadius: 6, pointStyle: 'triangle' });
+  }
+  const target = targetError(next);
+  const costs = next.ranges.flatMap((range) => range.front.map((p) => p.cost));
+  if (target !== undefined && target > 0 && costs.length > 0) {
+    const [from, to] = [Math.min(...costs), Math.max(...costs)];
+    datasets.push({ label: 'quality target', data: [{ x: from, y: target }, { x: to, y: target }], showLine: true, borderColor: colors.foreground, backgroundColor: colors.foreground, borderDash: [5, 4], borderWidth: 1, pointRadius: 0, pointStyle: 'line' });
   }
   const budget = next.ranges[0]?.maxCost;
   return new Chart(canvas, {
@@ -473,6 +558,13 @@ function showExported(exported: ExportReport): void {
     for (const note of model.notes) exportView.append(h('div', { className: 'muted', text: `note: ${note}` }));
   }
 }
+
+onThemeChange(() => {
+  colors = themeColors();
+  colormap = new Colormap(colormapTheme());
+  applyChartDefaults(colors);
+  if (report) drawCharts(report);
+});
 
 window.addEventListener('message', (event: MessageEvent<HostToSearch>) => {
   const message = event.data;

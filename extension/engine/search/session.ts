@@ -2,9 +2,12 @@
 // JSON and YAML with the panel's report beside it; and the QDQ export of each range of an allocation next to the model.
 import * as fs from 'fs';
 import * as path from 'path';
+import type { AnalysisRun } from '../../protocol/analysis';
+import { FULL_PRECISION_OPTION } from '../../protocol/search';
 import type { ExportParams, ExportReport, SearchEvent, SearchParams, SearchReport } from '../../protocol/searchPanel';
 import { allocationToYaml, loadAllocation, saveAllocation, writeAtomically } from '../export/allocation';
 import { exportQdq } from '../export/qdq';
+import { ALL_UNIT } from '../analysis/settings';
 import { ModelError } from '../errors';
 import { loadRun } from '../runs/records';
 import { parseBudget } from './problem';
@@ -18,6 +21,31 @@ function checkParams(params: SearchParams): void {
   for (const [name, value, min] of [['rangeCount', params.rangeCount, 1], ['refine', params.refine, 0]] as const) {
     if (!Number.isSafeInteger(value) || value < min) throw new Error(`search needs an integer '${name}' ≥ ${min}`);
   }
+  for (const name of ['pins', 'settings'] as const) {
+    const list = params[name];
+    if (list !== undefined && (!Array.isArray(list) || list.some((item) => typeof item !== 'string'))) throw new Error(`search's '${name}' must be a list of strings`);
+  }
+}
+
+/**
+ * The CLI's --pin rule: the run's units each pattern matches (case-insensitive) stay in full precision; a pattern that
+ * matches none is refused.
+ */
+function pinsFromPatterns(run: AnalysisRun, patterns: readonly string[], source: string): Record<string, string> {
+  const units = run.plan.units.filter((unit) => unit !== ALL_UNIT);
+  const pins: Record<string, string> = {};
+  for (const pattern of patterns) {
+    let regex: RegExp;
+    try {
+      regex = new RegExp(pattern, 'i');
+    } catch (err) {
+      throw new ModelError(source, `pin ${JSON.stringify(pattern)} is not a valid regular expression (${(err as Error).message})`);
+    }
+    const hits = units.filter((unit) => regex.test(unit));
+    if (hits.length === 0) throw new ModelError(source, `pin ${JSON.stringify(pattern)} matches none of the run's ${units.length} layers`);
+    for (const unit of hits) pins[unit] = FULL_PRECISION_OPTION;
+  }
+  return pins;
 }
 
 export async function runSearch(params: SearchParams, emit: (event: SearchEvent) => void, signal: AbortSignal): Promise<SearchReport> {
@@ -33,10 +61,13 @@ export async function runSearch(params: SearchParams, emit: (event: SearchEvent)
   if (params.rangeCount > Math.max(1, timesteps)) {
     throw new ModelError(params.runPath, `${params.rangeCount} timestep ranges asked for, but the run has ${timesteps} timestep${timesteps === 1 ? '' : 's'}`);
   }
+  const pins = pinsFromPatterns(run, params.pins ?? [], params.runPath);
   const result = await searchAndVerify(run, budget, {
     ...(params.modelPath ? { model: params.modelPath } : {}),
     rangeCount: params.rangeCount,
     refine: params.refine,
+    ...(Object.keys(pins).length > 0 ? { pins } : {}),
+    ...(params.settings ? { settings: params.settings } : {}),
     signal,
     onProgress: ({ stage, done, total }) => emit({ kind: 'progress', stage, done, total }),
     onStep: (step) => emit({ kind: 'step', step: stepReport(step) }),

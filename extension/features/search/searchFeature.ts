@@ -5,6 +5,7 @@
 import { promises as fs } from 'fs';
 import * as path from 'path';
 import * as vscode from 'vscode';
+import { ALL_UNIT } from '../../engine/analysis/settings';
 import { reportPathFor, reportProblem } from '../../engine/search/report';
 import { loadRun } from '../../engine/runs/records';
 import type { AnalysisRun } from '../../protocol/analysis';
@@ -13,29 +14,13 @@ import type { SearchRendered } from '../../protocol/testApi';
 import type { EngineHost } from '../engineHost';
 import { RUNS_FOLDER } from '../analysis/analysisFeature';
 import { requireTrust } from '../trust';
+import { reachedMilestone } from '../walkthrough';
+import { budgetLabel, budgetText, DEFAULT_SEARCH_FORM, searchFormWith, type SearchFormLimits } from './searchForm';
 import { EXPORT_QDQ_COMMAND, SearchPanel, SEARCH_VIEW_TYPE, type SearchFormContent, type SearchPanelHost } from './searchPanel';
 
 export const SEARCH_COMMAND = 'quantlens.searchMixedPrecision';
 export const OPEN_ALLOCATION_COMMAND = 'quantlens.openAllocation';
 export const SEARCH_FOLDER = path.join('.quantlens', 'search');
-
-export const DEFAULT_SEARCH_FORM: SearchForm = { budgetKind: 'averageBits', budgetValue: 5, rangeCount: 1, refine: 4 };
-
-/** The form with test or caller overrides; refuses values the form could not hold. */
-export function searchFormWith(base: SearchForm, overrides: unknown, maxRanges: number): SearchForm {
-  const form = { ...base, ...(overrides as Partial<SearchForm>) };
-  if (form.budgetKind !== 'averageBits' && form.budgetKind !== 'sizeMB') throw new Error(`budgetKind must be "averageBits" or "sizeMB"`);
-  if (!Number.isFinite(form.budgetValue) || form.budgetValue <= 0) throw new Error('the budget must be a positive number');
-  if (!Number.isSafeInteger(form.rangeCount) || form.rangeCount < 1 || form.rangeCount > maxRanges) {
-    throw new Error(`timestep ranges must be a whole number from 1 to ${maxRanges}`);
-  }
-  if (!Number.isSafeInteger(form.refine) || form.refine < 0) throw new Error('refine measurements must be a whole number ≥ 0');
-  return form;
-}
-
-export function budgetText(form: SearchForm): string {
-  return form.budgetKind === 'sizeMB' ? `${form.budgetValue}MB` : `${form.budgetValue}bits`;
-}
 
 export class SearchFeature implements SearchPanelHost, vscode.Disposable {
   private readonly panels = new Set<SearchPanel>();
@@ -94,7 +79,15 @@ export class SearchFeature implements SearchPanelHost, vscode.Disposable {
     panel.showForm(content);
     const overrides = options && typeof options === 'object' && !Array.isArray(options) ? options : undefined;
     if (!overrides) return undefined;
-    const form = searchFormWith(content.form, overrides, content.maxRanges);
+    let form: SearchForm;
+    try {
+      form = searchFormWith(content.form, overrides, formLimits(content));
+    } catch (err) {
+      // The form stays up with the reason (kept for when the webview is ready), and the caller's promise rejects with
+      // it: nothing runs.
+      panel.ended('failed', (err as Error).message, content);
+      throw err;
+    }
     return this.startSearch(panel, form, content, run);
   }
 
@@ -128,7 +121,15 @@ export class SearchFeature implements SearchPanelHost, vscode.Disposable {
     void (async () => {
       const run = await loadRun(runPath);
       const content = formContent(runPath, run);
-      await this.startSearch(panel, searchFormWith(content.form, form, content.maxRanges), content, run);
+      let checked: SearchForm;
+      try {
+        checked = searchFormWith(content.form, form, formLimits(content));
+      } catch (err) {
+        // The webview checks the same rule before it posts; a form that still fails it stays up with the reason.
+        panel.status('failed', (err as Error).message);
+        return;
+      }
+      await this.startSearch(panel, checked, content, run);
     })().catch((err: Error) => {
       panel.status('failed', err.message);
       void vscode.window.showErrorMessage(`QuantLens: ${err.message}`);
@@ -165,6 +166,7 @@ export class SearchFeature implements SearchPanelHost, vscode.Disposable {
         (exported) => {
           panel.showExported(exported);
           panel.status('complete');
+          reachedMilestone('exported');
           const sizes = exported.models.map((m) => `${path.basename(m.outPath)} ${(m.exportedBytes / 1e6).toFixed(2)} MB (original ${(m.originalBytes / 1e6).toFixed(2)} MB)`);
           this.log.info(`Exported ${sizes.join('; ')}`);
           void vscode.window.showInformationMessage(`QuantLens: wrote ${sizes.join('; ')}.`);
@@ -212,17 +214,30 @@ export class SearchFeature implements SearchPanelHost, vscode.Disposable {
     const dir = path.join(folder ?? path.dirname(content.runPath), SEARCH_FOLDER);
     await fs.mkdir(dir, { recursive: true });
     const stamp = new Date().toISOString().replace(/[-:]/g, '').replace('T', '-').slice(0, 15);
-    const base = `${path.basename(content.runPath).replace(/\.json$/i, '')}-${budgetText(form).replace('.', '_')}-${stamp}`;
+    const base = `${path.basename(content.runPath).replace(/\.json$/i, '')}-${budgetLabel(form)}-${stamp}`;
     const outPath = await freshPath(path.join(dir, `${base}.alloc.json`));
     const controller = new AbortController();
     panel.controller = controller;
     panel.showRunning();
     this.lastAllocation = outPath;
     this.lastState = { status: 'running' };
-    this.log.info(`Searching ${content.runPath}: budget ${budgetText(form)}, ${form.rangeCount} range(s), refine ${form.refine}; allocation ${outPath}`);
+    const pins = form.pin === '' ? [] : [form.pin];
+    this.log.info(
+      `Searching ${content.runPath}: budget ${budgetText(form)}${form.budgetKind === 'minSqnrDb' ? ` (SQNR ≥ ${form.budgetValue} dB)` : ''}, ` +
+        `${form.rangeCount} range(s), refine ${form.refine}, settings ${form.settings.join(',')}${pins.length ? `, pin /${form.pin}/i` : ''}; allocation ${outPath}`,
+    );
     const started = Date.now();
     const done = this.engine.search(
-      { runPath: content.runPath, modelPath: run.settings.model, budget: budgetText(form), rangeCount: form.rangeCount, refine: form.refine, outPath },
+      {
+        runPath: content.runPath,
+        modelPath: run.settings.model,
+        budget: budgetText(form),
+        rangeCount: form.rangeCount,
+        refine: form.refine,
+        outPath,
+        pins,
+        settings: form.settings,
+      },
       (event) => {
         if (event.kind === 'progress') panel.progress(event.stage, event.done, event.total);
         else panel.step(event.step);
@@ -233,6 +248,7 @@ export class SearchFeature implements SearchPanelHost, vscode.Disposable {
     void done.then(
       (report) => {
         this.lastState = { status: 'complete' };
+        reachedMilestone('searched');
         this.log.info(`Search done in ${((Date.now() - started) / 1000).toFixed(1)} s: measured ${report.chosen.measured.error}; ${outPath}`);
         if (!panel.disposed) panel.showReport(report, reportPathFor(outPath));
       },
@@ -280,7 +296,19 @@ export class SearchFeature implements SearchPanelHost, vscode.Disposable {
 
 function formContent(runPath: string, run: AnalysisRun): SearchFormContent {
   const timesteps = run.plan.timesteps.filter((t) => t !== null).length;
-  return { runPath, runName: path.basename(runPath), form: { ...DEFAULT_SEARCH_FORM }, maxRanges: Math.max(1, timesteps) };
+  return {
+    runPath,
+    runName: path.basename(runPath),
+    // Every setting of the run offered, as the CLI offers them without --settings.
+    form: { ...DEFAULT_SEARCH_FORM, settings: [...run.plan.settings] },
+    maxRanges: Math.max(1, timesteps),
+    runSettings: [...run.plan.settings],
+    units: run.plan.units.filter((unit) => unit !== ALL_UNIT),
+  };
+}
+
+function formLimits(content: SearchFormContent): SearchFormLimits {
+  return { maxRanges: content.maxRanges, settings: content.runSettings, units: content.units };
 }
 
 async function readReport(reportPath: string): Promise<SearchReport> {

@@ -17,6 +17,10 @@ export interface SearchFormContent {
   runName: string;
   form: SearchForm;
   maxRanges: number;
+  /** The run's setting ids: the form's checkboxes. */
+  runSettings: string[];
+  /** The run's searchable units: what the pin pattern is matched against. */
+  units: string[];
 }
 
 type Content =
@@ -143,7 +147,16 @@ export class SearchPanel {
         if (content.error) this.post({ type: 'status', status: 'failed', message: content.error });
         break;
       case 'form':
-        this.post({ type: 'form', runPath: content.runPath, runName: content.runName, form: content.form, maxRanges: content.maxRanges, modelMB: null });
+        this.post({
+          type: 'form',
+          runPath: content.runPath,
+          runName: content.runName,
+          form: content.form,
+          maxRanges: content.maxRanges,
+          runSettings: content.runSettings,
+          units: content.units,
+          modelMB: null,
+        });
         break;
       case 'running':
         this.post({ type: 'status', status: 'running' });
