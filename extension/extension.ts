@@ -27,7 +27,7 @@ export function activate(context: vscode.ExtensionContext): QuantLensApi {
     vscode.window.registerCustomEditorProvider(INSPECTOR_VIEW_TYPE, inspector, {
       supportsMultipleEditorsPerDocument: true,
     }),
-    ...registerCommands(inspector, log),
+    ...registerCommands(inspector, log, context.globalStorageUri),
     analysis,
     ...analysis.register(),
     search,

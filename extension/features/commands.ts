@@ -12,7 +12,8 @@ const EXTENSION_ID = 'quantlens.quantlens';
 
 const MODEL_EXTENSIONS = ['onnx', 'safetensors'];
 
-export function registerCommands(inspector: InspectorProvider, log: vscode.LogOutputChannel): vscode.Disposable[] {
+/** `storage`: the extension's global storage folder, where the sample is copied to. */
+export function registerCommands(inspector: InspectorProvider, log: vscode.LogOutputChannel, storage: vscode.Uri): vscode.Disposable[] {
   return [
     // From the explorer's context menu VS Code passes the clicked file and the whole selection.
     vscode.commands.registerCommand(INSPECT_MODEL_COMMAND, async (clicked?: unknown, selection?: unknown) => {
@@ -29,11 +30,12 @@ export function registerCommands(inspector: InspectorProvider, log: vscode.LogOu
       return false;
     }),
     vscode.commands.registerCommand(SHOW_LOG_COMMAND, () => log.show()),
-    // The walkthrough's first step: the DiT sample that ships in the extension's own folder.
+    // The walkthrough's first step. The sample is copied out of the extension's folder, which may be read-only and is
+    // replaced on update, so that runs and exports saved beside it (when no folder is open) survive.
     vscode.commands.registerCommand(OPEN_SAMPLE_COMMAND, async () => {
       const extensionUri = vscode.extensions.getExtension(EXTENSION_ID)?.extensionUri;
       if (!extensionUri) throw new Error(`QuantLens: extension ${EXTENSION_ID} not found`);
-      const sample = vscode.Uri.joinPath(extensionUri, 'resources', 'sample', 'dit-sample.onnx');
+      const sample = await copySample(vscode.Uri.joinPath(extensionUri, 'resources', 'sample'), vscode.Uri.joinPath(storage, 'sample'));
       await vscode.commands.executeCommand('vscode.openWith', sample, INSPECTOR_VIEW_TYPE);
     }),
   ];
@@ -64,4 +66,19 @@ async function browseForModel(): Promise<vscode.Uri | undefined> {
     openLabel: 'Inspect',
   });
   return picked?.[0];
+}
+
+const SAMPLE_FILES = ['dit-sample.onnx', 'README.md'];
+
+/** Copies the sample's files into `to` unless a copy at least as new and of the same size is there; returns the model's copy. */
+async function copySample(from: vscode.Uri, to: vscode.Uri): Promise<vscode.Uri> {
+  await vscode.workspace.fs.createDirectory(to);
+  for (const name of SAMPLE_FILES) {
+    const source = vscode.Uri.joinPath(from, name);
+    const target = vscode.Uri.joinPath(to, name);
+    const [sourceStat, targetStat] = await Promise.all([vscode.workspace.fs.stat(source), vscode.workspace.fs.stat(target).then((s) => s, () => undefined)]);
+    const current = targetStat && targetStat.size === sourceStat.size && targetStat.mtime >= sourceStat.mtime;
+    if (!current) await vscode.workspace.fs.copy(source, target, { overwrite: true });
+  }
+  return vscode.Uri.joinPath(to, SAMPLE_FILES[0]!);
 }

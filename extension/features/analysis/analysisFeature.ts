@@ -14,6 +14,7 @@ import type { Inspection } from '../inspection';
 import { INSPECTOR_VIEW_TYPE, type InspectorProvider } from '../inspector/inspectorProvider';
 import { REVEAL_LAYER_COMMAND } from '../layersView/layersView';
 import { requireTrust } from '../trust';
+import { reachedMilestone } from '../walkthrough';
 import { AnalysisPanel, ANALYSIS_VIEW_TYPE, type AnalysisRendered, type PanelHost } from './analysisPanel';
 import { RunSession } from './runSession';
 import { analysisSettings, applyOverrides, formFromConfig, formProblem, recordFileName, type AnalysisConfig } from './settings';
@@ -276,6 +277,7 @@ export class AnalysisFeature implements PanelHost, vscode.Disposable {
     switch (session.status) {
       case 'complete':
         this.log.info(`Analysis of ${session.fileName} complete: ${rows} cells in ${seconds} s, saved at ${session.recordPath}`);
+        reachedMilestone('analyzed');
         break;
       case 'cancelled':
         this.log.info(`Analysis of ${session.fileName} cancelled after ${seconds} s: ${session.message ?? ''}`);
@@ -313,6 +315,8 @@ export class AnalysisFeature implements PanelHost, vscode.Disposable {
     if (active) return active.uri;
     const fromInspector = this.inspector.activeModel?.document.uri;
     const files = await vscode.workspace.findFiles('**/*.onnx', '**/node_modules/**', 1000);
+    // The inspected model may live outside the workspace (the walkthrough's sample does).
+    if (fromInspector && /\.onnx$/i.test(fromInspector.fsPath) && !files.some((uri) => uri.fsPath === fromInspector.fsPath)) files.push(fromInspector);
     const items = files
       .map((uri) => ({ label: path.basename(uri.fsPath), description: vscode.workspace.asRelativePath(uri), uri }))
       .sort((a, b) => a.description.localeCompare(b.description));
