@@ -72,6 +72,7 @@ function unexpectedEntries(entries, target) {
     /^extension\/webview\/[^/]+\/[^/]+\.css$/,
     /^extension\/resources\//,
     /^extension\/docs\/[^/]+\.md$/,
+    /^extension\/docs\/screenshots\/[^/]+\.png$/,
     /^extension\/node_modules\/@vscode\/codicons\/(dist\/codicon\.(css|ttf)|LICENSE)$/,
     /^extension\/node_modules\/onnxruntime-node\/(package\.json|dist\/[^/]+\.js)$/,
     /^extension\/node_modules\/onnxruntime-common\/(package\.json|dist\/cjs\/[^/]+\.js|dist\/cjs\/package\.json)$/,

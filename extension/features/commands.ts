@@ -3,6 +3,7 @@ import * as path from 'path';
 import * as vscode from 'vscode';
 import { INSPECTOR_VIEW_TYPE, type InspectorProvider } from './inspector/inspectorProvider';
 import { REVEAL_LAYER_COMMAND } from './layersView/layersView';
+import { fromWalkthrough } from './walkthrough';
 
 export const INSPECT_MODEL_COMMAND = 'quantlens.inspectModel';
 export const SHOW_LOG_COMMAND = 'quantlens.showLog';
@@ -32,11 +33,12 @@ export function registerCommands(inspector: InspectorProvider, log: vscode.LogOu
     vscode.commands.registerCommand(SHOW_LOG_COMMAND, () => log.show()),
     // The walkthrough's first step. The sample is copied out of the extension's folder, which may be read-only and is
     // replaced on update, so that runs and exports saved beside it (when no folder is open) survive.
-    vscode.commands.registerCommand(OPEN_SAMPLE_COMMAND, async () => {
+    vscode.commands.registerCommand(OPEN_SAMPLE_COMMAND, async (arg?: unknown) => {
       const extensionUri = vscode.extensions.getExtension(EXTENSION_ID)?.extensionUri;
       if (!extensionUri) throw new Error(`QuantLens: extension ${EXTENSION_ID} not found`);
       const sample = await copySample(vscode.Uri.joinPath(extensionUri, 'resources', 'sample'), vscode.Uri.joinPath(storage, 'sample'));
-      await vscode.commands.executeCommand('vscode.openWith', sample, INSPECTOR_VIEW_TYPE);
+      const column = fromWalkthrough(arg) ? vscode.ViewColumn.Beside : vscode.ViewColumn.Active;
+      await vscode.commands.executeCommand('vscode.openWith', sample, INSPECTOR_VIEW_TYPE, column);
     }),
   ];
 }

@@ -1,14 +1,15 @@
 // `npm run test:install`: what a user gets. Packages the linux-x64 VSIX (scripts/package.js), installs it into a
 // fresh extensions folder with `code-server --install-extension`, starts code-server without any development path,
 // and drives the workbench from headless Chromium: the sample and a safetensors checkpoint open in the installed
-// inspector, a pickle checkpoint gets the "never unpickled" message, and "QuantLens: Analyze Sensitivity" from the
-// command palette opens the form, whose Start runs an analysis to a complete record. Prints `N passed, N failed`.
+// inspector, a pickle checkpoint gets the "never unpickled" message; then the walkthrough is clicked through (sample,
+// layers view, analysis, 5-bit search, QDQ export), each step checked only once its work finished, and photographed
+// (walkthrough.png). Prints `N passed, N failed`.
 //   --no-build   package the bundles already in dist/ (npm test's integration step has just built them)
 import { spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import type { Browser, Frame, Page } from 'playwright-core';
+import type { Browser, Page } from 'playwright-core';
 import {
   extensionHostLaunches,
   findCodeServer,
@@ -22,6 +23,19 @@ import {
 } from './codeServer';
 import { ANALYSIS_WORKSPACE_SETTINGS, CHECKPOINT_TENSORS, writeSafetensors, type TestResult } from './fixtures';
 import { indent, printResults, summaryLine } from './report';
+import {
+  WALKTHROUGH_STEPS,
+  canvasCount,
+  clickStepButton,
+  doneSteps,
+  findFiles,
+  findFrameWithText,
+  openWalkthrough,
+  pickQuickPickRow,
+  qdqModelFacts,
+  waitForJson,
+  waitForStepDone,
+} from './walkthroughJourney';
 
 const REPO = path.resolve(__dirname, '..', '..', '..');
 const SAMPLE = path.join(REPO, 'resources', 'sample', 'dit-sample.onnx');
@@ -67,20 +81,6 @@ async function openFile(server: CodeServer, file: string): Promise<void> {
   }
 }
 
-/** A webview frame whose body text contains `text`. */
-async function findFrameWithText(page: Page, text: string, timeoutMs: number): Promise<Frame | undefined> {
-  const deadline = Date.now() + timeoutMs;
-  do {
-    for (const frame of page.frames()) {
-      if (frame === page.mainFrame()) continue;
-      const body = await frame.evaluate(() => document.body?.innerText ?? '').catch(() => '');
-      if (body.includes(text)) return frame;
-    }
-    await sleep(250);
-  } while (Date.now() < deadline);
-  return undefined;
-}
-
 /** Command lines of the processes running a file from `folder` (the engine process of the installed extension). */
 function processesUnder(folder: string): string[] {
   const found: string[] = [];
@@ -116,7 +116,7 @@ async function main(): Promise<number> {
   fs.rmSync(LOGS, { recursive: true, force: true });
   fs.mkdirSync(LOGS, { recursive: true });
   fs.mkdirSync(SCREENSHOTS, { recursive: true });
-  fs.rmSync(path.join(SCREENSHOTS, 'installed.png'), { force: true });
+  fs.rmSync(path.join(SCREENSHOTS, 'walkthrough.png'), { force: true });
   const results: TestResult[] = [];
   const scratch = fs.mkdtempSync(path.join(os.tmpdir(), 'quantlens-install-'));
   const workspace = path.join(scratch, 'workspace');
@@ -150,6 +150,8 @@ async function main(): Promise<number> {
       server = await startCodeServer({ workspace, extensionsDir });
       browser = await launchChromium();
       page = await browser.newPage({ viewport: { width: 1440, height: 900 } });
+      // A click on an element that never becomes actionable fails the check instead of waiting forever.
+      page.setDefaultTimeout(30_000);
       // No extensionDevelopmentPath: the window loads only what the extensions folder holds.
       await page.goto(`http://127.0.0.1:${server.port}/?folder=${encodeURIComponent(workspace)}`, { waitUntil: 'domcontentloaded' });
       const liveServer = server;
@@ -180,51 +182,7 @@ async function main(): Promise<number> {
         const frame = await findFrameWithText(livePage, 'never unpickled', 60_000);
         if (!frame) throw new Error('no webview frame says the checkpoint is never unpickled');
       });
-      const formStarted = await check(results, '"QuantLens: Analyze Sensitivity" from the command palette opens the launch form for the sample', async () => {
-        await openFile(liveServer, path.join(workspace, 'dit-sample.onnx'));
-        await sleep(1000);
-        await livePage.keyboard.press('F1');
-        const input = livePage.locator('.quick-input-widget input.input');
-        await input.waitFor({ state: 'visible', timeout: 15_000 });
-        await input.fill('>QuantLens: Analyze Sensitivity');
-        const entry = livePage.locator('.quick-input-list .monaco-list-row', { hasText: 'QuantLens: Analyze Sensitivity' }).first();
-        await entry.waitFor({ state: 'visible', timeout: 15_000 });
-        await livePage.keyboard.press('Enter');
-        const form = await findFrameWithText(livePage, 'Start analysis', 60_000);
-        if (!form) throw new Error('no webview frame shows the launch form');
-        await form.getByRole('button', { name: 'Start analysis' }).click();
-      });
-      if (formStarted) await check(results, 'Start runs the analysis to a complete record in .quantlens/runs/ and the heatmap fills', async () => {
-        const runs = path.join(workspace, '.quantlens', 'runs');
-        const deadline = Date.now() + 180_000;
-        let status = 'no record';
-        while (Date.now() < deadline) {
-          const records = fs.existsSync(runs) ? fs.readdirSync(runs).filter((name) => name.endsWith('.json')) : [];
-          const record = records[0] && (JSON.parse(fs.readFileSync(path.join(runs, records[0]), 'utf8')) as { status: string; rows: unknown[] });
-          status = record ? `${record.status}, ${record.rows.length} rows` : 'no record';
-          if (record && record.status !== 'running') break;
-          await sleep(500);
-        }
-        if (!status.startsWith('complete')) throw new Error(`the run record is ${status}`);
-        const cells = await (async () => {
-          for (let i = 0; i < 60; i++) {
-            for (const frame of livePage.frames()) {
-              const value = await frame
-                .evaluate(() => document.querySelector<HTMLCanvasElement>('canvas.heatmap-canvas.by-timestep')?.dataset.cells)
-                .catch(() => undefined);
-              if (value && Number(value) > 0) return Number(value);
-            }
-            await sleep(250);
-          }
-          return 0;
-        })();
-        if (cells === 0) throw new Error('no heatmap canvas with cells');
-        return `${status}, ${cells} heatmap cells`;
-      });
-      await sleep(1000);
-      await check(results, 'screenshot .test-output/screenshots/installed.png', async () => {
-        await livePage.screenshot({ path: path.join(SCREENSHOTS, 'installed.png') });
-      });
+      await walkthroughJourney(results, livePage, { workspace, userDataDir: liveServer.userDataDir });
     }
   } catch (err) {
     results.push({ title: 'install harness', state: 'failed', error: (err as Error).stack ?? String(err) });
@@ -243,6 +201,86 @@ async function main(): Promise<number> {
     fs.rmSync(scratch, { recursive: true, force: true });
   }
   return finish(results, started);
+}
+
+/**
+ * The walkthrough, clicked through in the installed extension: the sample opens from the extension's storage, the
+ * layers view shows, an analysis, a 5-bit search and a QDQ export run to the end, and each step's checkbox turns on
+ * only once its work finished.
+ */
+async function walkthroughJourney(results: TestResult[], page: Page, where: { workspace: string; userDataDir: string }): Promise<void> {
+  const opened = await check(results, 'the walkthrough opens from "Welcome: Open Walkthrough..." with no step done', async () => {
+    await openWalkthrough(page);
+    const done = await doneSteps(page);
+    if (done.length) throw new Error(`steps already done before the user did anything: ${done.join(', ')}`);
+  });
+  if (!opened) return;
+  const sampleStep = await check(results, 'step "Open the sample": the button opens a copy of the sample (outside the extension folder) in the inspector; the step is checked', async () => {
+    await clickStepButton(page, 'openSample', 'Open Sample');
+    const found = await findWebviewFrameWithRow(page, SAMPLE_LAYER, 60_000);
+    if (!found) throw new Error(`no webview frame has a table row containing ${SAMPLE_LAYER}`);
+    const copies = findFiles(path.join(where.userDataDir, 'User', 'globalStorage'), /^dit-sample\.onnx$/);
+    if (copies.length !== 1) throw new Error(`expected one copy of the sample in the global storage, found ${copies.length}`);
+    await waitForStepDone(page, 'openSample', 15_000);
+    return path.relative(where.userDataDir, copies[0]!);
+  });
+  await check(results, 'step "Read the inspector": "Show Layers" reveals the QuantLens Layers view; the step is checked', async () => {
+    await clickStepButton(page, 'readInspector', 'Show Layers');
+    await page.locator('.pane-header', { hasText: 'QuantLens Layers' }).first().waitFor({ state: 'visible', timeout: 15_000 });
+    await waitForStepDone(page, 'readInspector', 15_000);
+  });
+  if (!sampleStep) return;
+  const runs = path.join(where.workspace, '.quantlens', 'runs');
+  const analyzed = await check(results, 'step "Run a per-timestep analysis": the form opens for the sample, Start runs it to a complete record with a layers × timesteps heatmap; then the step is checked', async () => {
+    await clickStepButton(page, 'analyze', 'Analyze Sensitivity');
+    const form = await findFrameWithText(page, 'Start analysis', 60_000);
+    if (!form) throw new Error('no webview frame shows the launch form');
+    if ((await doneSteps(page)).includes('analyze')) throw new Error('the step was checked when the form opened, before any analysis ran');
+    await form.getByRole('button', { name: 'Start analysis' }).click();
+    const record = await waitForJson<{ status: string; rows: unknown[] }>(runs, '.json', (run) => run.status !== 'running', 180_000);
+    if (record?.value.status !== 'complete') throw new Error(`the run record is ${record ? record.value.status : 'missing'}`);
+    const cells = await canvasCount(page, 'canvas.heatmap-canvas.by-timestep', 'cells', 15_000);
+    if (cells === 0) throw new Error('no heatmap canvas with cells');
+    await waitForStepDone(page, 'analyze', 15_000);
+    return `${record.value.rows.length} rows, ${cells} heatmap cells`;
+  });
+  if (!analyzed) return;
+  const searches = path.join(where.workspace, '.quantlens', 'search');
+  const searched = await check(results, 'step "Search a 5-bit allocation": the run is picked, Start search measures an allocation within 5 average bits and draws the Pareto front; then the step is checked', async () => {
+    await clickStepButton(page, 'search', 'Search Mixed Precision');
+    await pickQuickPickRow(page, '.json');
+    const form = await findFrameWithText(page, 'Start search', 60_000);
+    if (!form) throw new Error('no webview frame shows the search form');
+    await form.getByRole('button', { name: 'Start search' }).click();
+    type Report = { chosen: { predicted: { cost: number }; measured: { sqnrDb: number | null } }; budget: { kind: string; bits?: number } };
+    const report = await waitForJson<Report>(searches, '.search.json', () => true, 180_000);
+    if (!report) throw new Error(`no search report under ${searches}`);
+    const { budget, chosen } = report.value;
+    if (budget.kind !== 'averageBits' || budget.bits !== 5) throw new Error(`the budget is ${JSON.stringify(budget)}, not 5 average bits`);
+    if (!(chosen.predicted.cost <= 5 + 1e-9)) throw new Error(`the chosen allocation costs ${chosen.predicted.cost} average bits`);
+    if (chosen.measured.sqnrDb === null) throw new Error('the chosen allocation was not measured');
+    const points = await canvasCount(page, 'canvas.pareto-canvas', 'points', 30_000);
+    if (points === 0) throw new Error('no Pareto canvas with points');
+    await waitForStepDone(page, 'search', 15_000);
+    return `${chosen.predicted.cost.toFixed(2)} average bits, measured ${chosen.measured.sqnrDb.toFixed(1)} dB, ${points} front points`;
+  });
+  if (!searched) return;
+  await check(results, 'step "Export": the button writes a QDQ model that onnxruntime loads, with QuantizeLinear/DequantizeLinear nodes; then the step is checked', async () => {
+    const storage = path.join(where.userDataDir, 'User', 'globalStorage');
+    await clickStepButton(page, 'export', 'Export QDQ Model');
+    await waitForStepDone(page, 'export', 120_000);
+    const exported = findFiles(storage, /\.qdq.*\.onnx$/);
+    if (exported.length === 0) throw new Error(`no *.qdq*.onnx beside the sample's copy under ${storage}`);
+    const facts = await qdqModelFacts(exported[0]!);
+    if (facts.dequantize === 0) throw new Error(`${path.basename(exported[0]!)} has no DequantizeLinear node`);
+    return `${path.basename(exported[0]!)}: ${facts.dequantize} DequantizeLinear, ${facts.quantize} QuantizeLinear, inputs ${facts.inputs.join(', ')}`;
+  });
+  await check(results, `every walkthrough step is checked (${WALKTHROUGH_STEPS.join(', ')}); screenshot ${path.relative(REPO, path.join(SCREENSHOTS, 'walkthrough.png'))}`, async () => {
+    const done = await doneSteps(page);
+    const missing = WALKTHROUGH_STEPS.filter((step) => !done.includes(step));
+    if (missing.length) throw new Error(`steps not checked: ${missing.join(', ')}`);
+    await page.screenshot({ path: path.join(SCREENSHOTS, 'walkthrough.png') });
+  });
 }
 
 function finish(results: TestResult[], started: number): number {

@@ -14,7 +14,7 @@ import type { Inspection } from '../inspection';
 import { INSPECTOR_VIEW_TYPE, type InspectorProvider } from '../inspector/inspectorProvider';
 import { REVEAL_LAYER_COMMAND } from '../layersView/layersView';
 import { requireTrust } from '../trust';
-import { reachedMilestone } from '../walkthrough';
+import { fromWalkthrough, reachedMilestone } from '../walkthrough';
 import { AnalysisPanel, ANALYSIS_VIEW_TYPE, type AnalysisRendered, type PanelHost } from './analysisPanel';
 import { RunSession } from './runSession';
 import { analysisSettings, applyOverrides, formFromConfig, formProblem, recordFileName, type AnalysisConfig } from './settings';
@@ -90,6 +90,7 @@ export class AnalysisFeature implements PanelHost, vscode.Disposable {
     if (!(await requireTrust('Sensitivity analysis'))) return undefined;
     const uri = target instanceof vscode.Uri ? target : await this.modelToAnalyze();
     if (!uri) return undefined;
+    const beside = fromWalkthrough(target);
     if (uri.scheme !== 'file' || !/\.onnx$/i.test(uri.fsPath)) {
       void vscode.window.showErrorMessage(
         `QuantLens: ${path.basename(uri.fsPath || uri.path)}: sensitivity analysis runs ONNX models (a safetensors checkpoint has weights but no graph to run).`,
@@ -98,7 +99,7 @@ export class AnalysisFeature implements PanelHost, vscode.Disposable {
     }
     // Explorer passes the selection (an array) second; only a plain object is a set of form overrides.
     const overrides = options && typeof options === 'object' && !Array.isArray(options) && !('groupId' in options) ? options : undefined;
-    const panel = this.createPanel();
+    const panel = this.createPanel(undefined, beside);
     const prefilled = await this.prefill(panel, uri.fsPath);
     if (!prefilled || overrides === undefined) return undefined;
     let form: AnalysisForm;
@@ -204,9 +205,10 @@ export class AnalysisFeature implements PanelHost, vscode.Disposable {
 
   // ----- internals -----
 
-  private createPanel(panel?: vscode.WebviewPanel): AnalysisPanel {
+  /** `beside`: next to the active editor whatever it is (the walkthrough's links). */
+  private createPanel(panel?: vscode.WebviewPanel, beside = false): AnalysisPanel {
     // Next to an inspector the user is looking at, so clicking a cell can show the layer there.
-    const besideInspector = activeInspectorTab() !== undefined;
+    const besideInspector = beside || activeInspectorTab() !== undefined;
     const webviewPanel =
       panel ??
       vscode.window.createWebviewPanel(
@@ -311,7 +313,7 @@ export class AnalysisFeature implements PanelHost, vscode.Disposable {
 
   /** The model in the active inspector, else one the user picks from the workspace. */
   private async modelToAnalyze(): Promise<vscode.Uri | undefined> {
-    const active = activeInspectorTab();
+    const active = activeInspectorTab() ?? onlyVisibleInspectorTab();
     if (active) return active.uri;
     const fromInspector = this.inspector.activeModel?.document.uri;
     const files = await vscode.workspace.findFiles('**/*.onnx', '**/node_modules/**', 1000);
@@ -375,6 +377,14 @@ function summaryOf(inspection: Inspection): Promise<ModelSummary | string> {
 function activeInspectorTab(): vscode.TabInputCustom | undefined {
   const input = vscode.window.tabGroups.activeTabGroup.activeTab?.input;
   return input instanceof vscode.TabInputCustom && input.viewType === INSPECTOR_VIEW_TYPE ? input : undefined;
+}
+
+/** The inspector shown in some editor group when it is the only one (e.g. beside the walkthrough). */
+function onlyVisibleInspectorTab(): vscode.TabInputCustom | undefined {
+  const shown = vscode.window.tabGroups.all
+    .map((group) => group.activeTab?.input)
+    .filter((input): input is vscode.TabInputCustom => input instanceof vscode.TabInputCustom && input.viewType === INSPECTOR_VIEW_TYPE);
+  return shown.length === 1 ? shown[0] : undefined;
 }
 
 /** The column of an inspector already showing `uri` outside the panel's column, else the one beside the panel. */

@@ -14,7 +14,7 @@ import type { SearchRendered } from '../../protocol/testApi';
 import type { EngineHost } from '../engineHost';
 import { RUNS_FOLDER } from '../analysis/analysisFeature';
 import { requireTrust } from '../trust';
-import { reachedMilestone } from '../walkthrough';
+import { fromWalkthrough, reachedMilestone } from '../walkthrough';
 import { budgetLabel, budgetText, DEFAULT_SEARCH_FORM, searchFormWith, type SearchFormLimits } from './searchForm';
 import { EXPORT_QDQ_COMMAND, SearchPanel, SEARCH_VIEW_TYPE, type SearchFormContent, type SearchPanelHost } from './searchPanel';
 
@@ -67,6 +67,7 @@ export class SearchFeature implements SearchPanelHost, vscode.Disposable {
     if (!(await requireTrust('Mixed-precision search'))) return undefined;
     const uri = target instanceof vscode.Uri ? target : typeof target === 'string' ? vscode.Uri.file(target) : await this.pickRun();
     if (!uri) return undefined;
+    const column = fromWalkthrough(target) ? vscode.ViewColumn.Beside : vscode.ViewColumn.Active;
     let run: AnalysisRun;
     try {
       run = await loadRun(uri.fsPath);
@@ -75,7 +76,7 @@ export class SearchFeature implements SearchPanelHost, vscode.Disposable {
       return undefined;
     }
     const content = formContent(uri.fsPath, run);
-    const panel = this.createPanel();
+    const panel = this.createPanel(undefined, column);
     panel.showForm(content);
     const overrides = options && typeof options === 'object' && !Array.isArray(options) ? options : undefined;
     if (!overrides) return undefined;
@@ -193,10 +194,10 @@ export class SearchFeature implements SearchPanelHost, vscode.Disposable {
 
   // ----- internals -----
 
-  private createPanel(webviewPanel?: vscode.WebviewPanel): SearchPanel {
+  private createPanel(webviewPanel?: vscode.WebviewPanel, column = vscode.ViewColumn.Active): SearchPanel {
     const created =
       webviewPanel ??
-      vscode.window.createWebviewPanel(SEARCH_VIEW_TYPE, 'Search', { viewColumn: vscode.ViewColumn.Active, preserveFocus: false }, { enableScripts: true });
+      vscode.window.createWebviewPanel(SEARCH_VIEW_TYPE, 'Search', { viewColumn: column, preserveFocus: false }, { enableScripts: true });
     const panel = new SearchPanel(created, this.extensionUri, this);
     this.panels.add(panel);
     created.onDidChangeViewState(() => {
