@@ -87,6 +87,8 @@ export interface CodeServerOptions {
   settings?: Record<string, unknown>;
   /** Extensions folder (e.g. one a VSIX was installed into); a fresh empty one in the state folder when absent. */
   extensionsDir?: string;
+  /** Workspace trust on, the folder untrusted and no prompt: the window opens in Restricted Mode. */
+  restricted?: boolean;
 }
 
 export interface CodeServer {
@@ -139,9 +141,12 @@ export async function startCodeServer(options: CodeServerOptions): Promise<CodeS
   const extensionsDir = options.extensionsDir ?? path.join(stateDir, 'extensions');
   fs.mkdirSync(path.join(userDataDir, 'User'), { recursive: true });
   fs.mkdirSync(extensionsDir, { recursive: true });
+  const trust = options.restricted
+    ? { 'security.workspace.trust.enabled': true, 'security.workspace.trust.startupPrompt': 'never', 'security.workspace.trust.untrustedFiles': 'open' }
+    : {};
   fs.writeFileSync(
     path.join(userDataDir, 'User', 'settings.json'),
-    JSON.stringify({ ...QUIET_USER_SETTINGS, ...options.settings }, null, 2),
+    JSON.stringify({ ...QUIET_USER_SETTINGS, ...trust, ...options.settings }, null, 2),
   );
   // Its own config file, so code-server does not create one under ~/.config.
   const configFile = path.join(stateDir, 'config.yaml');
@@ -156,7 +161,7 @@ export async function startCodeServer(options: CodeServerOptions): Promise<CodeS
     '--extensions-dir', extensionsDir,
     '--disable-telemetry',
     '--disable-update-check',
-    '--disable-workspace-trust',
+    ...(options.restricted ? [] : ['--disable-workspace-trust']),
     '--disable-getting-started-override',
     options.workspace,
   ];

@@ -3,7 +3,8 @@
 // and drives the workbench from headless Chromium: the sample and a safetensors checkpoint open in the installed
 // inspector, a pickle checkpoint gets the "never unpickled" message; then the walkthrough is clicked through (sample,
 // layers view, analysis, 5-bit search, QDQ export), each step checked only once its work finished, and photographed
-// (walkthrough.png). Prints `N passed, N failed`.
+// (walkthrough.png). Last, in an untrusted folder (Restricted Mode), inspection works and analysis, search and export
+// ask for trust and run nothing. Prints `N passed, N failed`.
 //   --no-build   package the bundles already in dist/ (npm test's integration step has just built them)
 import { spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
@@ -23,6 +24,7 @@ import {
 } from './codeServer';
 import { ANALYSIS_WORKSPACE_SETTINGS, CHECKPOINT_TENSORS, writeSafetensors, type TestResult } from './fixtures';
 import { indent, printResults, summaryLine } from './report';
+import { restrictedModeChecks } from './restrictedMode';
 import {
   WALKTHROUGH_STEPS,
   canvasCount,
@@ -182,7 +184,18 @@ async function main(): Promise<number> {
         const frame = await findFrameWithText(livePage, 'never unpickled', 60_000);
         if (!frame) throw new Error('no webview frame says the checkpoint is never unpickled');
       });
-      await walkthroughJourney(results, livePage, { workspace, userDataDir: liveServer.userDataDir });
+      const journey = await walkthroughJourney(results, livePage, { workspace, userDataDir: liveServer.userDataDir });
+      // One window at a time on these two cores: the trusted one goes before the Restricted Mode one starts.
+      await browser.close();
+      browser = undefined;
+      page = undefined;
+      await liveServer.stop();
+      await restrictedModeChecks((title, body) => check(results, title, body), {
+        extensionsDir,
+        sample: SAMPLE,
+        sampleLayer: SAMPLE_LAYER,
+        ...(journey.searchReport ? { searchReport: journey.searchReport } : {}),
+      });
     }
   } catch (err) {
     results.push({ title: 'install harness', state: 'failed', error: (err as Error).stack ?? String(err) });
@@ -208,13 +221,18 @@ async function main(): Promise<number> {
  * layers view shows, an analysis, a 5-bit search and a QDQ export run to the end, and each step's checkbox turns on
  * only once its work finished.
  */
-async function walkthroughJourney(results: TestResult[], page: Page, where: { workspace: string; userDataDir: string }): Promise<void> {
+async function walkthroughJourney(
+  results: TestResult[],
+  page: Page,
+  where: { workspace: string; userDataDir: string },
+): Promise<{ searchReport?: string }> {
+  let searchReport: string | undefined;
   const opened = await check(results, 'the walkthrough opens from "Welcome: Open Walkthrough..." with no step done', async () => {
     await openWalkthrough(page);
     const done = await doneSteps(page);
     if (done.length) throw new Error(`steps already done before the user did anything: ${done.join(', ')}`);
   });
-  if (!opened) return;
+  if (!opened) return {};
   const sampleStep = await check(results, 'step "Open the sample": the button opens a copy of the sample (outside the extension folder) in the inspector; the step is checked', async () => {
     await clickStepButton(page, 'openSample', 'Open Sample');
     const found = await findWebviewFrameWithRow(page, SAMPLE_LAYER, 60_000);
@@ -229,7 +247,7 @@ async function walkthroughJourney(results: TestResult[], page: Page, where: { wo
     await page.locator('.pane-header', { hasText: 'QuantLens Layers' }).first().waitFor({ state: 'visible', timeout: 15_000 });
     await waitForStepDone(page, 'readInspector', 15_000);
   });
-  if (!sampleStep) return;
+  if (!sampleStep) return {};
   const runs = path.join(where.workspace, '.quantlens', 'runs');
   const analyzed = await check(results, 'step "Run a per-timestep analysis": the form opens for the sample, Start runs it to a complete record with a layers × timesteps heatmap; then the step is checked', async () => {
     await clickStepButton(page, 'analyze', 'Analyze Sensitivity');
@@ -244,7 +262,7 @@ async function walkthroughJourney(results: TestResult[], page: Page, where: { wo
     await waitForStepDone(page, 'analyze', 15_000);
     return `${record.value.rows.length} rows, ${cells} heatmap cells`;
   });
-  if (!analyzed) return;
+  if (!analyzed) return {};
   const searches = path.join(where.workspace, '.quantlens', 'search');
   const searched = await check(results, 'step "Search a 5-bit allocation": the run is picked, Start search measures an allocation within 5 average bits and draws the Pareto front; then the step is checked', async () => {
     await clickStepButton(page, 'search', 'Search Mixed Precision');
@@ -255,6 +273,7 @@ async function walkthroughJourney(results: TestResult[], page: Page, where: { wo
     type Report = { chosen: { predicted: { cost: number }; measured: { sqnrDb: number | null } }; budget: { kind: string; bits?: number } };
     const report = await waitForJson<Report>(searches, '.search.json', () => true, 180_000);
     if (!report) throw new Error(`no search report under ${searches}`);
+    searchReport = report.file;
     const { budget, chosen } = report.value;
     if (budget.kind !== 'averageBits' || budget.bits !== 5) throw new Error(`the budget is ${JSON.stringify(budget)}, not 5 average bits`);
     if (!(chosen.predicted.cost <= 5 + 1e-9)) throw new Error(`the chosen allocation costs ${chosen.predicted.cost} average bits`);
@@ -264,7 +283,7 @@ async function walkthroughJourney(results: TestResult[], page: Page, where: { wo
     await waitForStepDone(page, 'search', 15_000);
     return `${chosen.predicted.cost.toFixed(2)} average bits, measured ${chosen.measured.sqnrDb.toFixed(1)} dB, ${points} front points`;
   });
-  if (!searched) return;
+  if (!searched) return { searchReport };
   await check(results, 'step "Export": the button writes a QDQ model that onnxruntime loads, with QuantizeLinear/DequantizeLinear nodes; then the step is checked', async () => {
     const storage = path.join(where.userDataDir, 'User', 'globalStorage');
     await clickStepButton(page, 'export', 'Export QDQ Model');
@@ -281,6 +300,7 @@ async function walkthroughJourney(results: TestResult[], page: Page, where: { wo
     if (missing.length) throw new Error(`steps not checked: ${missing.join(', ')}`);
     await page.screenshot({ path: path.join(SCREENSHOTS, 'walkthrough.png') });
   });
+  return { searchReport };
 }
 
 function finish(results: TestResult[], started: number): number {
