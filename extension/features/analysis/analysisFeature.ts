@@ -329,6 +329,8 @@ export class AnalysisFeature implements PanelHost, vscode.Disposable {
       title: 'QuantLens: Analyze Sensitivity',
       placeHolder: 'Choose an ONNX model',
       matchOnDescription: true,
+      // Opened from the walkthrough, whose page can take focus back as the step expands: keep the picker up.
+      ignoreFocusOut: true,
     });
     if (!choice) return undefined;
     if (choice.uri) return choice.uri;

@@ -275,6 +275,8 @@ export class SearchFeature implements SearchPanelHost, vscode.Disposable {
       title: 'QuantLens: Search Mixed Precision',
       placeHolder: items.length > 0 ? 'Choose a sensitivity run (newest first)' : 'No runs under .quantlens/runs yet: analyze a model first, or browse',
       matchOnDescription: true,
+      // Opened from the walkthrough, whose page can take focus back as the step expands: keep the picker up.
+      ignoreFocusOut: true,
     });
     if (!choice) return undefined;
     if (choice.uri) return choice.uri;
