@@ -13,8 +13,9 @@ import { openModel } from './engine/model/open';
 import { loadRun } from './engine/runs/records';
 import { describeCost, parseBudget } from './engine/search/problem';
 import { searchAndVerify, type MeasuredPoint, type RefineStep, type SearchVerifyResult } from './engine/search/refine';
+import { pinsMatching } from './engine/search/session';
 import type { AnalysisRun, AnalysisSettings } from './protocol/analysis';
-import { FULL_PRECISION_OPTION, type SearchBudget, type SearchProblem } from './protocol/search';
+import type { SearchBudget, SearchProblem } from './protocol/search';
 import { bitList, clean, collect, nonNegativeInteger, positiveInteger, splitList, truncateMiddle } from './cliShared';
 
 /** Weight bit-widths of the sweep started when a model is given instead of a run (16 = full precision is always there). */
@@ -79,7 +80,7 @@ export function addSearch(program: Command): void {
     .action(async (input: string, flags: SearchFlags) => {
       const run = input.toLowerCase().endsWith('.json') ? await loadRun(input) : await sweep(input, flags);
       const units = run.plan.units.filter((unit) => unit !== ALL_UNIT);
-      const pins = Object.fromEntries(matching(run, units, flags.pin, '--pin').map((name) => [name, FULL_PRECISION_OPTION]));
+      const pins = pinsMatching(run, flags.pin, '--pin', run.settings.model);
       const ties = tieSets(run, units, flags.tie);
       const stages = new StageLog();
       const result = await searchAndVerify(run, flags.budget, {
@@ -126,18 +127,6 @@ async function sweep(model: string, flags: SearchFlags): Promise<AnalysisRun> {
   const run = await runAnalysis(settings, { recordPath, ...(flags.threads ? { threads: flags.threads } : {}) });
   if (run.status !== 'complete') throw new ModelError(path.resolve(model), `the sensitivity sweep ended ${run.status}${run.message ? ` (${run.message})` : ''}`);
   return run;
-}
-
-/** The run's units each pattern matches; a pattern that matches none is refused. */
-function matching(run: AnalysisRun, units: string[], patterns: string[], flag: string): string[] {
-  const found = new Set<string>();
-  for (const pattern of patterns) {
-    const regex = compilePattern(run.settings.model, pattern, flag);
-    const hits = units.filter((unit) => regex.test(unit));
-    if (hits.length === 0) throw new ModelError(run.settings.model, `${flag} ${JSON.stringify(pattern)} matches none of the run's ${units.length} layers`);
-    hits.forEach((unit) => found.add(unit));
-  }
-  return [...found];
 }
 
 /** Per pattern, the units it matches grouped by their captured text (one set without capture groups). */

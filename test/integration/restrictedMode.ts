@@ -88,14 +88,12 @@ export async function restrictedModeChecks(check: Check, inputs: RestrictedModeI
       if (await findFrameWithText(page, 'Start search', 1000)) throw new Error('the search form opened');
     });
     if (!report) return;
-    await check('Restricted Mode: a saved search opens (Explorer › Open Allocation), but its Export asks for trust and writes nothing', async () => {
+    await check('Restricted Mode: a saved search opens (its report open as text, then "QuantLens: Open Allocation"), but its Export asks for trust and writes nothing', async () => {
       const { modelPath } = JSON.parse(fs.readFileSync(report, 'utf8')) as { modelPath: string };
       const before = exportedModels(modelPath);
-      const tree = page.locator('.explorer-folders-view .monaco-list-row');
-      await tree.filter({ hasText: '.quantlens' }).first().click();
-      await tree.filter({ hasText: /^search$/ }).first().click();
-      await tree.filter({ hasText: path.basename(report) }).first().click({ button: 'right' });
-      await page.locator('.monaco-menu .action-label', { hasText: 'Open Allocation' }).first().click();
+      openInWindow(live, report);
+      await page.locator('.tab.active', { hasText: path.basename(report) }).waitFor({ state: 'visible', timeout: 30_000 });
+      await runFromPalette(page, 'QuantLens: Open Allocation');
       const panel = await findFrameWithText(page, 'Export QDQ model', 60_000);
       if (!panel) throw new Error('the saved search did not open in a panel');
       await panel.getByRole('button', { name: /Export QDQ model/ }).click();

@@ -28,10 +28,10 @@ function checkParams(params: SearchParams): void {
 }
 
 /**
- * The CLI's --pin rule: the run's units each pattern matches (case-insensitive) stay in full precision; a pattern that
- * matches none is refused.
+ * Pins as the CLI's `--pin` and the panel take them: the run's units each pattern matches (case-insensitive) stay in
+ * full precision; an invalid pattern, or one that matches none, is refused naming `source` (`where`: "--pin", "pin").
  */
-function pinsFromPatterns(run: AnalysisRun, patterns: readonly string[], source: string): Record<string, string> {
+export function pinsMatching(run: AnalysisRun, patterns: readonly string[], where: string, source: string): Record<string, string> {
   const units = run.plan.units.filter((unit) => unit !== ALL_UNIT);
   const pins: Record<string, string> = {};
   for (const pattern of patterns) {
@@ -39,10 +39,10 @@ function pinsFromPatterns(run: AnalysisRun, patterns: readonly string[], source:
     try {
       regex = new RegExp(pattern, 'i');
     } catch (err) {
-      throw new ModelError(source, `pin ${JSON.stringify(pattern)} is not a valid regular expression (${(err as Error).message})`);
+      throw new ModelError(source, `${where} ${JSON.stringify(pattern)} is not a valid regular expression (${(err as Error).message})`);
     }
     const hits = units.filter((unit) => regex.test(unit));
-    if (hits.length === 0) throw new ModelError(source, `pin ${JSON.stringify(pattern)} matches none of the run's ${units.length} layers`);
+    if (hits.length === 0) throw new ModelError(source, `${where} ${JSON.stringify(pattern)} matches none of the run's ${units.length} layers`);
     for (const unit of hits) pins[unit] = FULL_PRECISION_OPTION;
   }
   return pins;
@@ -61,7 +61,7 @@ export async function runSearch(params: SearchParams, emit: (event: SearchEvent)
   if (params.rangeCount > Math.max(1, timesteps)) {
     throw new ModelError(params.runPath, `${params.rangeCount} timestep ranges asked for, but the run has ${timesteps} timestep${timesteps === 1 ? '' : 's'}`);
   }
-  const pins = pinsFromPatterns(run, params.pins ?? [], params.runPath);
+  const pins = pinsMatching(run, params.pins ?? [], 'pin', params.runPath);
   const result = await searchAndVerify(run, budget, {
     ...(params.modelPath ? { model: params.modelPath } : {}),
     rangeCount: params.rangeCount,

@@ -93,7 +93,9 @@ export class SearchFeature implements SearchPanelHost, vscode.Disposable {
   }
 
   private async openAllocationCommand(target: unknown): Promise<void> {
-    let uri = target instanceof vscode.Uri ? target : undefined;
+    // From the palette while an allocation or its report is open as text: that one.
+    const shown = vscode.window.activeTextEditor?.document.uri;
+    let uri = target instanceof vscode.Uri ? target : shown && /\.(alloc|search)\.json$/i.test(shown.fsPath) ? shown : undefined;
     if (!uri) {
       const folder = vscode.workspace.workspaceFolders?.[0];
       const picked = await vscode.window.showOpenDialog({
