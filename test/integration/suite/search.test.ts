@@ -21,6 +21,19 @@ function harnessWatching(): boolean {
   return fs.existsSync(file) && (JSON.parse(fs.readFileSync(file, 'utf8')) as HarnessInfo).screenshot === true;
 }
 
+/** The last search's end state, once it is no longer running. */
+function searchEnded(api: QuantLensApi) {
+  return waitFor(
+    'the search to end',
+    () => {
+      const s = api.lastSearchState();
+      return s && s.status !== 'running' ? s : undefined;
+    },
+    () => JSON.stringify(api.lastSearchState()),
+    180_000,
+  );
+}
+
 suite('Mixed-precision search', () => {
   let api: QuantLensApi;
   let layers: string[];
@@ -65,15 +78,7 @@ suite('Mixed-precision search', () => {
     });
     assert.equal(typeof allocationPath, 'string', 'the command resolves to the allocation path');
     assert.equal(api.lastAllocationPath(), allocationPath);
-    const state = await waitFor(
-      'the search to end',
-      () => {
-        const s = api.lastSearchState();
-        return s && s.status !== 'running' ? s : undefined;
-      },
-      () => JSON.stringify(api.lastSearchState()),
-      180_000,
-    );
+    const state = await searchEnded(api);
     assert.equal(state.status, 'complete', state.message);
     rendered = await waitFor(
       'the search panel to draw the report',
@@ -119,15 +124,7 @@ suite('Mixed-precision search', () => {
     assert.equal(typeof allocationPath, 'string');
     assert.notEqual(allocationPath, before);
     assert.match(path.basename(allocationPath as string), new RegExp(`-${TARGET_DB}dB-`), 'the file is named by the target');
-    const state = await waitFor(
-      'the search to end',
-      () => {
-        const s = api.lastSearchState();
-        return s && s.status !== 'running' ? s : undefined;
-      },
-      () => JSON.stringify(api.lastSearchState()),
-      180_000,
-    );
+    const state = await searchEnded(api);
     assert.equal(state.status, 'complete', state.message);
 
     const allocation = await loadAllocation(allocationPath as string);
