@@ -450,31 +450,37 @@ interface Column {
 
 function formatLayerTable(layers: LayerRecord[], outlierSigma: number): string {
   if (!layers.length) return 'no quantizable layers';
+  // A layer without one finite weight has no statistics to show (the record holds an empty tensor's).
+  const stat = (format: (l: LayerRecord) => string) => (l: LayerRecord) => (l.stats.nonFinite === l.stats.count ? '-' : format(l));
   const columns: Column[] = [
     { header: 'name', align: 'left', cell: (l) => truncateMiddle(clean(l.name), NAME_WIDTH) },
     { header: 'op', align: 'left', cell: (l) => clean(l.opType) },
     { header: 'shape', align: 'left', cell: (l) => l.shape.join('x') },
     { header: 'params', align: 'right', cell: (l) => count(l.params) },
-    { header: 'absmax', align: 'right', cell: (l) => num(l.stats.absMax) },
-    { header: 'std', align: 'right', cell: (l) => num(l.stats.std) },
-    { header: 'kurt', align: 'right', cell: (l) => fixed(l.stats.kurtosis, 1) },
-    { header: 'outl%', align: 'right', cell: (l) => percent(l.stats.outlierShare) },
-    { header: 'ch.spread', align: 'right', cell: (l) => fixed(l.stats.channelSpread, 1) },
-    { header: 'W4 ch', align: 'right', cell: (l) => fixed(l.stats.quantError.perChannel[4], 1) },
-    { header: 'W8 ch', align: 'right', cell: (l) => fixed(l.stats.quantError.perChannel[8], 1) },
-    { header: `W4 g${QUANT_GROUP_SIZE}`, align: 'right', cell: (l) => fixed(l.stats.quantError.perGroup[4], 1) },
+    { header: 'NaN/Inf', align: 'right', cell: (l) => String(l.stats.nonFinite) },
+    { header: 'absmax', align: 'right', cell: stat((l) => num(l.stats.absMax)) },
+    { header: 'std', align: 'right', cell: stat((l) => num(l.stats.std)) },
+    { header: 'kurt', align: 'right', cell: stat((l) => fixed(l.stats.kurtosis, 1)) },
+    { header: 'outl%', align: 'right', cell: stat((l) => percent(l.stats.outlierShare)) },
+    { header: 'ch.spread', align: 'right', cell: stat((l) => fixed(l.stats.channelSpread, 1)) },
+    { header: 'W4 ch', align: 'right', cell: stat((l) => fixed(l.stats.quantError.perChannel[4], 1)) },
+    { header: 'W8 ch', align: 'right', cell: stat((l) => fixed(l.stats.quantError.perChannel[8], 1)) },
+    { header: `W4 g${QUANT_GROUP_SIZE}`, align: 'right', cell: stat((l) => fixed(l.stats.quantError.perGroup[4], 1)) },
   ];
   const cells = layers.map((layer) => columns.map((c) => c.cell(layer)));
   const widths = columns.map((c, i) => Math.max(c.header.length, ...cells.map((row) => row[i]!.length)));
   const line = (row: string[]) =>
     row.map((text, i) => (columns[i]!.align === 'left' ? text.padEnd(widths[i]!) : text.padStart(widths[i]!))).join('  ').trimEnd();
+  const warnings = layers.flatMap((l) => l.stats.warnings.map((warning) => `warning: ${clean(l.name)}: ${warning}`));
   return [
     line(columns.map((c) => c.header)),
     ...cells.map(line),
+    ...(warnings.length ? ['', ...warnings] : []),
     '',
-    `outl%: share of weights beyond ${outlierSigma} std of the mean; ch.spread: max / median of per-output-channel absmax;`,
-    `W4 ch, W8 ch, W4 g${QUANT_GROUP_SIZE}: SQNR in dB of symmetric round-to-nearest weight quantization, per output channel ` +
-      `or per group of ${QUANT_GROUP_SIZE}.`,
+    `NaN/Inf: weights that are NaN or infinite, left out of every other column; ` +
+      `outl%: share of weights beyond ${outlierSigma} std of the mean;`,
+    `ch.spread: max / median of per-output-channel absmax; W4 ch, W8 ch, W4 g${QUANT_GROUP_SIZE}: SQNR in dB of symmetric ` +
+      `round-to-nearest weight quantization, per output channel or per group of ${QUANT_GROUP_SIZE}.`,
   ].join('\n');
 }
 

@@ -1,5 +1,7 @@
 // Inspect a model: its summary first, then every layer's weight statistics, streamed in batches so a viewer fills in
 // while the rest is measured. One weight tensor is in memory at a time; a cancel is noticed between layers.
+// Layers with NaN or infinite weights are only known once measured: the summary is sent again at the end with a
+// warning that names them, and the result carries that summary.
 import { setImmediate as yieldToEventLoop } from 'timers/promises';
 import type { InspectEvent, InspectResult } from '../protocol/engine';
 import type { InspectOptions, LayerInfo, LayerRecord, WeightStats } from '../protocol/records';
@@ -20,6 +22,8 @@ const YIELD_MS = 20;
  * and two or three dead tensors can pile up on top of the live one.
  */
 const COLLECT_BYTES = 16 * 1024 * 1024;
+/** Layers with non-finite weights named in the summary's warning; the table flags every one. */
+const NAMED_NON_FINITE_LAYERS = 5;
 
 export async function inspectModel(
   filePath: string,
@@ -31,7 +35,8 @@ export async function inspectModel(
   throwIfAborted(signal);
   const model = await openModel(filePath);
   try {
-    const { summary, layers } = model;
+    const { layers } = model;
+    let summary = model.summary;
     const file = summary.path;
     onEvent({ kind: 'summary', summary });
     const total = layers.length;
@@ -42,6 +47,7 @@ export async function inspectModel(
     for (const layer of layers) usesLeft.set(statsKey(layer), (usesLeft.get(statsKey(layer)) ?? 0) + 1);
     const shared = new Map<string, WeightStats>();
 
+    const nonFiniteLayers: LayerRecord[] = [];
     let batch: LayerRecord[] = [];
     let batchStarted = performance.now();
     let lastYield = performance.now();
@@ -59,7 +65,9 @@ export async function inspectModel(
       const left = (usesLeft.get(key) ?? 1) - 1;
       usesLeft.set(key, left);
       if (left === 0) shared.delete(key);
-      batch.push({ ...layer, stats });
+      const record = { ...layer, stats };
+      batch.push(record);
+      if (stats.nonFinite > 0) nonFiniteLayers.push(record);
       done++;
 
       const now = performance.now();
@@ -75,10 +83,28 @@ export async function inspectModel(
       }
     }
     throwIfAborted(signal);
+    if (nonFiniteLayers.length > 0) {
+      summary = { ...summary, warnings: [...summary.warnings, nonFiniteWarning(nonFiniteLayers)] };
+      onEvent({ kind: 'summary', summary });
+    }
     return { summary, layerCount: total, elapsedMs: performance.now() - started };
   } finally {
     await model.close();
   }
+}
+
+function nonFiniteWarning(layers: LayerRecord[]): string {
+  const named = layers
+    .slice(0, NAMED_NON_FINITE_LAYERS)
+    .map((l) => `${quote(l.name)} (${l.stats.nonFinite} of ${l.stats.count})`);
+  const more = layers.length > NAMED_NON_FINITE_LAYERS ? `, and ${layers.length - NAMED_NON_FINITE_LAYERS} more` : '';
+  const subject = layers.length === 1 ? '1 layer has' : `${layers.length} layers have`;
+  return `${subject} NaN or infinite weights: ${named.join(', ')}${more}; their statistics and SQNR cover the finite weights only`;
+}
+
+/** A name from the model file, quoted and cut to a readable length (it is untrusted text). */
+function quote(name: string): string {
+  return JSON.stringify(name.length > 200 ? `${name.slice(0, 200)}…` : name);
 }
 
 function statsKey(layer: LayerInfo): string {
@@ -90,8 +116,7 @@ async function readAndMeasure(model: OpenedModel, file: string, layer: LayerInfo
   try {
     channelLayout(layer.shape, layer.channelAxis, data.length);
   } catch (err) {
-    const name = JSON.stringify(layer.weight.length > 200 ? `${layer.weight.slice(0, 200)}…` : layer.weight);
-    throw new ModelError(file, `weight ${name} does not fit its layer: ${(err as Error).message}`);
+    throw new ModelError(file, `weight ${quote(layer.weight)} does not fit its layer: ${(err as Error).message}`);
   }
   return computeWeightStats(data, layer.shape, layer.channelAxis, options);
 }

@@ -84,8 +84,21 @@ export interface Histogram {
   counts: number[];
 }
 
+/**
+ * Statistics of one weight tensor. NaN and ±Infinity weights (fp16 overflow, a diverged run) are counted in `nonFinite`
+ * and left out of everything else: moments, extremes, histogram, outliers, channel absmax and SQNR cover the finite
+ * weights only, and a tensor with none reads like an empty one (zeros, SQNR at the cap).
+ */
 export interface WeightStats {
+  /** Elements in the tensor, non-finite ones included. */
   count: number;
+  /** Elements that are NaN, +Infinity or −Infinity: nan + posInf + negInf. */
+  nonFinite: number;
+  nan: number;
+  posInf: number;
+  negInf: number;
+  /** Sentences the reader of these numbers must see (e.g. how many weights are not finite); usually empty. */
+  warnings: string[];
   min: number;
   max: number;
   mean: number;

@@ -70,7 +70,7 @@ describe('quantlens inspect', () => {
     const lines = run.stdout.split('\n');
     assert.ok(lines.some((line) => /^format\s+onnx · IR \d+ · opsets ai\.onnx 9/.test(line)), run.stdout.slice(0, 800));
     assert.ok(lines.some((line) => line.startsWith(`layers`) && line.includes(`${expected.summary.layerCount} quantizable`)));
-    const header = lines.findIndex((line) => /^name\s+op\s+shape\s+params\s+absmax/.test(line));
+    const header = lines.findIndex((line) => /^name\s+op\s+shape\s+params\s+NaN\/Inf\s+absmax/.test(line));
     assert.ok(header > 0, 'table header present');
     const rows = lines.slice(header + 1, lines.indexOf('', header));
     assert.equal(rows.length, expected.layers.length);

@@ -27,7 +27,7 @@ function layer(name: string, opts: { op?: string; group?: string[]; w4?: number 
     channelAxis: 1,
     group: opts.group ?? [],
     stats: {
-      count: 32, min: -1, max: 1, mean: 0, std: 0.5, kurtosis: 0, absMax: 1, outlierSigma: 6, outlierShare: 0,
+      count: 32, nonFinite: 0, nan: 0, posInf: 0, negInf: 0, warnings: [], min: -1, max: 1, mean: 0, std: 0.5, kurtosis: 0, absMax: 1, outlierSigma: 6, outlierShare: 0,
       channels: 8, channelAbsMax: { min: 0.5, median: 0.8, max: 1 }, channelSpread: 1.25,
       histogram: { min: -1, max: 1, counts: [1, 2, 3, 4] },
       quantError: {
@@ -120,7 +120,7 @@ test('the grid has one track per column and scrolls sideways below the sum of th
   const tracks = gridTemplate(COLUMNS).match(/minmax\(\d+px, [\d.]+fr\)/g) ?? [];
   assert.equal(tracks.length, COLUMNS.length);
   assert.equal(minTableWidth(COLUMNS), COLUMNS.reduce((sum, c) => sum + c.minWidth, 0));
-  assert.deepEqual(COLUMNS.map((c) => c.key), ['name', 'op', 'shape', 'params', 'absMax', 'std', 'kurtosis', 'outliers', 'spread', 'w8', 'w4', 'w3', 'w4g']);
+  assert.deepEqual(COLUMNS.map((c) => c.key), ['name', 'op', 'shape', 'params', 'nonFinite', 'absMax', 'std', 'kurtosis', 'outliers', 'spread', 'w8', 'w4', 'w3', 'w4g']);
 });
 
 test('header clicks cycle ascending, descending, file order', () => {

@@ -1,5 +1,7 @@
 // Independent, deliberately plain float64 reference for the weight-statistics tests: explicit transposes, division by
 // the scale, an explicit clamp and a tie check written out, one statistic per loop. Shares no code with the engine.
+// NaN and ±Infinity are left out of every statistic here, each loop skipping them itself: a quantization group keeps
+// its positions, and its scale, signal and error come from its finite members.
 
 /** Seeded uniform [0, 1) generator (mulberry32), so test data is the same on every run. */
 export function seededRandom(seed: number): () => number {
@@ -59,9 +61,13 @@ export function naiveQuantizeChannels(channels: number[][], bits: number, groupS
     for (let start = 0; start < values.length; start += size) {
       const group = values.slice(start, start + size);
       let absMax = 0;
-      for (const w of group) absMax = Math.max(absMax, Math.abs(w));
+      for (const w of group) if (Number.isFinite(w)) absMax = Math.max(absMax, Math.abs(w));
       const scale = absMax / levels;
       for (const w of group) {
+        if (!Number.isFinite(w)) {
+          out.push(w);
+          continue;
+        }
         if (scale === 0) {
           out.push(0);
           continue;
@@ -74,10 +80,12 @@ export function naiveQuantizeChannels(channels: number[][], bits: number, groupS
   });
 }
 
+/** Over the pairs whose reference value is finite. */
 export function naiveSqnrDb(reference: number[], approx: number[]): number {
   let signal = 0;
   let noise = 0;
   for (let i = 0; i < reference.length; i++) {
+    if (!Number.isFinite(reference[i])) continue;
     signal += reference[i] ** 2;
     noise += (reference[i] - approx[i]) ** 2;
   }
@@ -98,7 +106,9 @@ export interface NaiveMoments {
   max: number;
 }
 
-export function naiveMoments(data: ArrayLike<number>): NaiveMoments {
+/** Moments of the finite values. */
+export function naiveMoments(all: ArrayLike<number>): NaiveMoments {
+  const data = finiteValues(all);
   const n = data.length;
   let sum = 0;
   for (let i = 0; i < n; i++) sum += data[i];
@@ -118,11 +128,12 @@ export function naiveMoments(data: ArrayLike<number>): NaiveMoments {
   return { mean, std: Math.sqrt(m2), kurtosis: m4 / (m2 * m2) - 3, min, max };
 }
 
-/** Bin i holds [min + i·w, min + (i+1)·w), the last bin also max; found by walking the edges. */
+/** Bin i holds [min + i·w, min + (i+1)·w), the last bin also max; found by walking the edges. Finite values only. */
 export function naiveHistogram(data: ArrayLike<number>, bins: number, min: number, max: number): number[] {
   const counts = new Array<number>(bins).fill(0);
   const width = (max - min) / bins;
   for (let i = 0; i < data.length; i++) {
+    if (!Number.isFinite(data[i])) continue;
     let bin = 0;
     while (bin < bins - 1 && data[i] >= min + (bin + 1) * width) bin++;
     counts[bin]++;
@@ -131,9 +142,27 @@ export function naiveHistogram(data: ArrayLike<number>, bins: number, min: numbe
 }
 
 export function naiveChannelAbsMax(data: ArrayLike<number>, shape: number[], channelAxis: number): { min: number; median: number; max: number } {
-  const absMax = channelsOf(data, shape, channelAxis).map((values) => values.reduce((m, w) => Math.max(m, Math.abs(w)), 0));
+  const absMax = channelsOf(data, shape, channelAxis).map((values) => finiteValues(values).reduce((m, w) => Math.max(m, Math.abs(w)), 0));
   absMax.sort((a, b) => a - b);
   const mid = Math.floor(absMax.length / 2);
   const median = absMax.length % 2 === 1 ? absMax[mid] : (absMax[mid - 1] + absMax[mid]) / 2;
   return { min: absMax[0], median, max: absMax[absMax.length - 1] };
+}
+
+export function finiteValues(data: ArrayLike<number>): number[] {
+  const out: number[] = [];
+  for (let i = 0; i < data.length; i++) if (Number.isFinite(data[i])) out.push(data[i]);
+  return out;
+}
+
+export function naiveNonFiniteCounts(data: ArrayLike<number>): { nan: number; posInf: number; negInf: number } {
+  let nan = 0;
+  let posInf = 0;
+  let negInf = 0;
+  for (let i = 0; i < data.length; i++) {
+    if (Number.isNaN(data[i])) nan++;
+    if (data[i] === Infinity) posInf++;
+    if (data[i] === -Infinity) negInf++;
+  }
+  return { nan, posInf, negInf };
 }

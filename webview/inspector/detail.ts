@@ -1,14 +1,16 @@
 // The detail pane for the selected layer: its facts, statistics, weight histogram and quantization error per bit-width.
-import { QUANT_BITS, type LayerRecord } from '../../extension/protocol/records';
-import { h } from '../shared/dom';
+import { QUANT_BITS, type LayerRecord, type QuantBits } from '../../extension/protocol/records';
+import { h, icon } from '../shared/dom';
 import { formatCount, formatDb, formatNumber, formatPercent, formatShape } from '../shared/format';
 import type { ThemeColors } from '../shared/theme';
 import { HistogramChart, SqnrChart } from './charts';
+import { hasFiniteWeights } from './tableModel';
 
 export class DetailPane {
   readonly element: HTMLElement;
   private readonly heading: HTMLElement;
   private readonly facts: HTMLElement;
+  private readonly warnings: HTMLElement;
   private readonly stats: HTMLElement;
   private readonly sqnrTable: HTMLTableSectionElement;
   private readonly charts: HTMLElement;
@@ -20,6 +22,7 @@ export class DetailPane {
   constructor(colors: ThemeColors, logScale: boolean, onLogScale: (on: boolean) => void) {
     this.heading = h('h2', { className: 'detail-name' });
     this.facts = h('div', { className: 'detail-facts' });
+    this.warnings = h('div', { className: 'detail-warnings', attrs: { role: 'alert' } });
     this.stats = h('dl', { className: 'stats' });
     const histogramCanvas = h('canvas', { attrs: { role: 'img', 'aria-label': 'weight histogram' } });
     const sqnrCanvas = h('canvas', { attrs: { role: 'img', 'aria-label': 'SQNR versus bits' } });
@@ -34,6 +37,7 @@ export class DetailPane {
       'div',
       { className: 'detail-body' },
       this.facts,
+      this.warnings,
       h('div', { className: 'section-head' }, h('h3', { text: 'Weight histogram' }), h('label', { className: 'toggle', attrs: { for: 'log-scale' } }, this.logToggle, 'log count')),
       h('div', { className: 'chart-box' }, histogramCanvas),
       h('h3', { text: 'Quantization error (symmetric, round-to-nearest)' }),
@@ -70,27 +74,35 @@ export class DetailPane {
       ...(layer.group.length ? [h('div', { className: 'muted group-path', text: layer.group.join(' › ') })] : []),
       ...(layer.weight !== layer.name ? [h('div', { className: 'muted' }, 'weight ', h('code', { text: layer.weight }))] : []),
     );
+    this.warnings.replaceChildren(...s.warnings.map((warning) => h('div', { className: 'warning' }, icon('warning'), h('span', { text: warning }))));
+    // Without a finite weight the record holds an empty tensor's numbers: show them as missing.
+    const finite = hasFiniteWeights(layer);
+    const number = (x: number) => formatNumber(finite ? x : null);
+    const db = (x: number) => `${formatDb(finite ? x : null)} dB`;
+    const kinds = ([[s.nan, 'NaN'], [s.posInf, '+Inf'], [s.negInf, '−Inf']] as const).filter(([n]) => n > 0);
     const entries: [string, string][] = [
       ['count', formatCount(s.count)],
-      ['min / max', `${formatNumber(s.min)} / ${formatNumber(s.max)}`],
-      ['mean', formatNumber(s.mean)],
-      ['std', formatNumber(s.std)],
-      ['kurtosis', formatNumber(s.kurtosis)],
-      ['absmax', formatNumber(s.absMax)],
-      [`outliers (> ${formatNumber(s.outlierSigma)}σ)`, formatPercent(s.outlierShare)],
+      ['NaN / ±Inf', s.nonFinite === 0 ? '0' : `${formatCount(s.nonFinite)} (${kinds.map(([n, kind]) => `${formatCount(n)} ${kind}`).join(' · ')})`],
+      ['min / max', `${number(s.min)} / ${number(s.max)}`],
+      ['mean', number(s.mean)],
+      ['std', number(s.std)],
+      ['kurtosis', number(s.kurtosis)],
+      ['absmax', number(s.absMax)],
+      [`outliers (> ${formatNumber(s.outlierSigma)}σ)`, formatPercent(finite ? s.outlierShare : null)],
       ['output channels', String(s.channels)],
-      ['channel absmax', `${formatNumber(s.channelAbsMax.min)} · ${formatNumber(s.channelAbsMax.median)} · ${formatNumber(s.channelAbsMax.max)} (min · median · max)`],
-      ['channel spread', formatNumber(s.channelSpread)],
+      ['channel absmax', `${number(s.channelAbsMax.min)} · ${number(s.channelAbsMax.median)} · ${number(s.channelAbsMax.max)} (min · median · max)`],
+      ['channel spread', number(s.channelSpread)],
     ];
     this.stats.replaceChildren(...entries.flatMap(([k, v]) => [h('dt', { text: k }), h('dd', { text: v })]));
     this.charts.querySelector('.group-size-head')!.textContent = `per group of ${s.quantError.groupSize}`;
     this.sqnrTable.replaceChildren(
       ...QUANT_BITS.map((b) =>
-        h('tr', {}, h('td', { text: `W${b}` }), h('td', { className: 'num', text: `${formatDb(s.quantError.perChannel[b])} dB` }), h('td', { className: 'num', text: `${formatDb(s.quantError.perGroup[b])} dB` })),
+        h('tr', {}, h('td', { text: `W${b}` }), h('td', { className: 'num', text: db(s.quantError.perChannel[b]) }), h('td', { className: 'num', text: db(s.quantError.perGroup[b]) })),
       ),
     );
     this.histogram.show(s.histogram, this.logToggle.checked);
-    this.sqnr.show(s.quantError);
+    const none = Object.fromEntries(QUANT_BITS.map((b) => [b, NaN])) as Record<QuantBits, number>;
+    this.sqnr.show(finite ? s.quantError : { ...s.quantError, perChannel: none, perGroup: none });
   }
 
   recolor(colors: ThemeColors): void {

@@ -7,7 +7,7 @@ import { connectToHost } from '../shared/vscodeApi';
 import { DetailPane } from './detail';
 import { renderSummary } from './summary';
 import { LayerTable, ROW_HEIGHT } from './table';
-import { nextSort, viewLayers, columnByKey, type SortSpec } from './tableModel';
+import { nextSort, viewLayers, columnByKey, shownColumns, type SortSpec } from './tableModel';
 
 /** What survives the webview being hidden and reloaded (vscode.setState). */
 interface SavedState {
@@ -42,6 +42,11 @@ let layers: LayerRecord[] = [];
 let layerByName = new Map<string, LayerRecord>();
 let view: LayerRecord[] = [];
 let finished = false;
+/**
+ * The host re-inspects the file because it changed on disk. A webview that (re)loads starts with nothing shown, so a
+ * 'loading' that arrives after this page has shown a model can only mean that.
+ */
+let reloading = false;
 let lastReport = '';
 
 // ----- layout -----
@@ -54,6 +59,7 @@ const filterInput = h('input', {
 });
 filterInput.value = ui.filter;
 const countLabel = h('span', { className: 'count muted' });
+const reloadNote = h('span', { className: 'reload-note muted', attrs: { role: 'status' } });
 const table = new LayerTable({
   select: (name) => select(name, true),
   sort: (key) => {
@@ -82,7 +88,7 @@ const main = h(
   h(
     'section',
     { className: 'table-pane' },
-    h('div', { className: 'toolbar' }, h('div', { className: 'filter-box' }, icon('filter'), filterInput), countLabel, detailToggle),
+    h('div', { className: 'toolbar' }, h('div', { className: 'filter-box' }, icon('filter'), filterInput), countLabel, reloadNote, detailToggle),
     table.frame,
   ),
   detail.element,
@@ -108,7 +114,12 @@ window.addEventListener('message', (event: MessageEvent<HostToInspector>) => {
   const message = event.data;
   switch (message?.type) {
     case 'loading':
+      reloading = summary !== undefined || finished;
+      // Come back to the same rows once the new inspection has streamed that far.
+      if (reloading && table.scrollTop > 0) pendingScrollTop ??= table.scrollTop;
       fileName = message.fileName;
+      // Report the next render even if it looks like the last one: the host has forgotten what it saw.
+      lastReport = '';
       summary = undefined;
       layers = [];
       layerByName = new Map();
@@ -135,6 +146,10 @@ window.addEventListener('message', (event: MessageEvent<HostToInspector>) => {
       break;
     case 'done':
       finished = true;
+      if (reloading) {
+        reloading = false;
+        reloadNote.replaceChildren(icon('history'), h('span', { text: `updated from disk at ${new Date().toLocaleTimeString()}` }));
+      }
       status.replaceChildren();
       status.className = 'status';
       main.hidden = false;
@@ -143,6 +158,7 @@ window.addEventListener('message', (event: MessageEvent<HostToInspector>) => {
       break;
     case 'error':
       finished = true;
+      reloading = false;
       showError(message.message);
       refresh();
       break;
@@ -165,9 +181,17 @@ function showLoading(progress: { done: number; total: number } | undefined): voi
       'div',
       { className: 'status-text' },
       icon('loading', 'codicon-modifier-spin'),
-      h('span', { text: progress ? `Inspecting ${fileName}: ${progress.done} of ${progress.total} layers` : `Loading ${fileName}…` }),
+      h('span', { text: loadingText(progress) }),
     ),
   );
+}
+
+function loadingText(progress: { done: number; total: number } | undefined): string {
+  if (reloading) {
+    const done = progress ? `: ${progress.done} of ${progress.total} layers` : '…';
+    return `${fileName} changed on disk; inspecting it again${done}`;
+  }
+  return progress ? `Inspecting ${fileName}: ${progress.done} of ${progress.total} layers` : `Loading ${fileName}…`;
 }
 
 function showError(message: string): void {
@@ -195,6 +219,7 @@ function refresh(): void {
   const emptyText = layers.length === 0
     ? finished ? 'This model has no quantizable layers.' : 'Waiting for layers…'
     : 'No layer matches the filter.';
+  table.setColumns(shownColumns(layers));
   table.setRows(view, emptyText);
   countLabel.textContent = view.length === layers.length ? `${layers.length} layers` : `${view.length} of ${layers.length} layers`;
   if (pendingScrollTop !== undefined && (finished || view.length * ROW_HEIGHT >= pendingScrollTop + table.element.clientHeight)) {

@@ -3,7 +3,7 @@
 import type { LayerRecord } from '../../extension/protocol/records';
 import { h, icon } from '../shared/dom';
 import {
-  COLUMNS, columnGroups, gridTemplate, minTableWidth, moveSelection, scrollToRow, splitName, visibleWindow, type Column,
+  COLUMNS, columnGroups, gridTemplate, minTableWidth, moveSelection, scrollToRow, shownColumns, splitName, visibleWindow, type Column,
   type ColumnKey, type SortSpec,
 } from './tableModel';
 
@@ -30,17 +30,15 @@ export class LayerTable {
   private selected: string | null = null;
   /** The header font the column widths were last fitted to. */
   private fittedFont = '';
+  /** Minimum widths (px) of the shown columns, fitted to that font; unset until the table is laid out. */
+  private readonly fittedWidths = new Map<ColumnKey, number>();
+  /** The columns in the DOM: COLUMNS in order, less those no layer needs (shownColumns). */
+  private shown: readonly Column[] = shownColumns([]);
 
   constructor(private readonly events: TableEvents) {
     this.head = h('div', { className: 'thead', attrs: { role: 'row' } });
-    // Captions over runs of columns sit in the header's first grid row, the sort buttons in its second.
-    const groups = columnGroups(COLUMNS);
-    for (const group of groups) {
-      const caption = h('div', { className: 'th-group', text: group.label, attrs: { 'aria-hidden': 'true' } });
-      caption.style.gridArea = `1 / ${group.start + 1} / 2 / ${group.end + 1}`;
-      this.head.append(caption);
-    }
-    COLUMNS.forEach((column, c) => {
+    // Every header is made once; placeColumns puts the shown ones in the header row.
+    for (const column of COLUMNS) {
       const cell = h(
         'button',
         {
@@ -51,20 +49,15 @@ export class LayerTable {
         h('span', { className: 'th-label', text: column.label }),
         h('span', { className: 'sort-indicator' }),
       );
-      // The pinned header spans both rows, so captions scrolling sideways pass under it too.
-      const [rowStart, rowEnd] = groups.length === 0 ? [1, 2] : column.key === 'name' ? [1, 3] : [2, 3];
-      cell.style.gridArea = `${rowStart} / ${c + 1} / ${rowEnd} / ${c + 2}`;
       cell.addEventListener('click', () => this.events.sort(column.key));
       this.headerCells.set(column.key, cell);
-      this.head.append(cell);
-    });
+    }
     this.body = h('div', { className: 'tbody', attrs: { role: 'rowgroup' } });
     this.empty = h('div', { className: 'table-empty' });
     this.element = h('div', { className: 'table', attrs: { role: 'grid', tabindex: '0', 'aria-label': 'Layers' } }, this.head, this.body, this.empty);
     this.frame = h('div', { className: 'table-frame' }, this.element, h('div', { className: 'more-right', attrs: { 'aria-hidden': 'true' } }));
     this.element.style.setProperty('--row-height', `${ROW_HEIGHT}px`);
-    this.element.style.setProperty('--columns', gridTemplate(COLUMNS));
-    this.element.style.setProperty('--table-min-width', `${minTableWidth(COLUMNS)}px`);
+    this.placeColumns();
 
     this.element.addEventListener('scroll', () => {
       this.render();
@@ -86,6 +79,19 @@ export class LayerTable {
     this.body.style.height = `${rows.length * ROW_HEIGHT}px`;
     this.empty.textContent = rows.length === 0 ? emptyText : '';
     this.element.setAttribute('aria-rowcount', String(rows.length));
+    this.render();
+  }
+
+  /** Shows these columns (shownColumns of the model's layers) and hides the rest. */
+  setColumns(columns: readonly Column[]): void {
+    if (columns.length === this.shown.length && columns.every((c, i) => c === this.shown[i])) return;
+    this.shown = columns;
+    this.placeColumns();
+    // Rows are made with one cell per shown column: make them again.
+    this.pool.length = 0;
+    this.body.replaceChildren();
+    // A header that was not in the DOM had no width to measure: fit again.
+    this.fittedFont = '';
     this.render();
   }
 
@@ -156,7 +162,7 @@ export class LayerTable {
     this.body.append(probe);
     const probeStyle = getComputedStyle(probe);
     const cellPadding = parseFloat(probeStyle.paddingLeft) + parseFloat(probeStyle.paddingRight);
-    const widths = COLUMNS.map((column) => {
+    for (const column of this.shown) {
       const head = this.headerCells.get(column.key)!;
       const headStyle = getComputedStyle(head);
       const label = head.querySelector<HTMLElement>('.th-label')!;
@@ -164,11 +170,35 @@ export class LayerTable {
       const headChrome = parseFloat(headStyle.paddingLeft) + parseFloat(headStyle.paddingRight) + (parseFloat(headStyle.columnGap) || 0);
       probe.textContent = column.widest ?? '';
       const value = column.widest ? textWidth(probe) + cellPadding : 0;
-      return Math.ceil(Math.max(column.minWidth, textWidth(label) + arrow.getBoundingClientRect().width + headChrome, value));
-    });
+      this.fittedWidths.set(column.key, Math.ceil(Math.max(column.minWidth, textWidth(label) + arrow.getBoundingClientRect().width + headChrome, value)));
+    }
     probe.remove();
-    this.element.style.setProperty('--columns', gridTemplate(COLUMNS, widths));
-    this.element.style.setProperty('--table-min-width', `${minTableWidth(COLUMNS, widths)}px`);
+    this.applyWidths();
+  }
+
+  /** Fills the header row: captions over runs of shown columns in its first grid row, their headers in its second. */
+  private placeColumns(): void {
+    const groups = columnGroups(this.shown);
+    const captions = groups.map((group) => {
+      const caption = h('div', { className: 'th-group', text: group.label, attrs: { 'aria-hidden': 'true' } });
+      caption.style.gridArea = `1 / ${group.start + 1} / 2 / ${group.end + 1}`;
+      return caption;
+    });
+    const headers = this.shown.map((column, c) => {
+      const cell = this.headerCells.get(column.key)!;
+      // The pinned header spans both rows, so captions scrolling sideways pass under it too.
+      const [rowStart, rowEnd] = groups.length === 0 ? [1, 2] : column.key === 'name' ? [1, 3] : [2, 3];
+      cell.style.gridArea = `${rowStart} / ${c + 1} / ${rowEnd} / ${c + 2}`;
+      return cell;
+    });
+    this.head.replaceChildren(...captions, ...headers);
+    this.applyWidths();
+  }
+
+  private applyWidths(): void {
+    const widths = this.fittedWidths.size > 0 ? this.shown.map((c) => this.fittedWidths.get(c.key) ?? c.minWidth) : undefined;
+    this.element.style.setProperty('--columns', gridTemplate(this.shown, widths));
+    this.element.style.setProperty('--table-min-width', `${minTableWidth(this.shown, widths)}px`);
   }
 
   private rowViewportHeight(): number {
@@ -177,9 +207,12 @@ export class LayerTable {
 
   private makeRow(): HTMLDivElement {
     const row = h('div', { className: 'row', attrs: { role: 'row' } });
-    for (const column of COLUMNS) {
-      // A name too long for its column loses the middle, not the end that tells layers apart (splitName).
-      const content = column.key === 'name' ? [h('span', { className: 'name-head' }), h('span', { className: 'name-tail' })] : [];
+    for (const column of this.shown) {
+      // A name too long for its column loses the middle, not the end that tells layers apart (splitName). The warning
+      // glyph shows on layers whose statistics come with a warning (NaN or infinite weights).
+      const content = column.key === 'name'
+        ? [icon('warning', 'row-warning'), h('span', { className: 'name-head' }), h('span', { className: 'name-tail' })]
+        : [];
       row.append(h('div', { className: `td${cellClasses(column)}`, attrs: { role: 'gridcell' } }, ...content));
     }
     return row;
@@ -193,16 +226,19 @@ export class LayerTable {
     const selected = layer.name === this.selected;
     row.classList.toggle('selected', selected);
     row.setAttribute('aria-selected', String(selected));
-    COLUMNS.forEach((column, c) => {
+    this.shown.forEach((column, c) => {
       const cell = row.children[c] as HTMLElement;
       const text = column.text(layer);
-      if (cell.textContent === text) return;
       if (column.key === 'name') {
+        // A reused row, or a re-inspected file, can show the same name with other statistics: the flag is always set.
+        const warnings = layer.stats.warnings;
+        (cell.children[0] as HTMLElement).hidden = warnings.length === 0;
+        cell.title = [layer.name, ...(layer.group.length ? [layer.group.join(' › ')] : []), ...warnings.map((w) => `⚠ ${w}`)].join('\n');
+        if (cell.textContent === text) return;
         const { head, tail } = splitName(text);
-        cell.children[0]!.textContent = head;
-        cell.children[1]!.textContent = tail;
-        cell.title = layer.group.length ? `${layer.name}\n${layer.group.join(' › ')}` : layer.name;
-      } else {
+        cell.children[1]!.textContent = head;
+        cell.children[2]!.textContent = tail;
+      } else if (cell.textContent !== text) {
         cell.textContent = text;
       }
     });

@@ -1,9 +1,9 @@
 // The layer table's data logic: columns, filtering, sorting and the virtual-scroll window. No DOM, so it is unit-tested.
-import type { LayerRecord } from '../../extension/protocol/records';
+import type { LayerRecord, WeightStats } from '../../extension/protocol/records';
 import { formatCount, formatDb, formatNumber, formatPercent, formatShape } from '../shared/format';
 
 export type ColumnKey =
-  | 'name' | 'op' | 'shape' | 'params' | 'absMax' | 'std' | 'kurtosis' | 'outliers' | 'spread'
+  | 'name' | 'op' | 'shape' | 'params' | 'nonFinite' | 'absMax' | 'std' | 'kurtosis' | 'outliers' | 'spread'
   | 'w8' | 'w4' | 'w3' | 'w4g';
 
 export interface Column {
@@ -20,6 +20,8 @@ export interface Column {
   widest?: string;
   /** Caption over a run of adjacent columns that share it (the SQNR columns). */
   group?: string;
+  /** Shown only while some layer needs it (shownColumns). */
+  onlyWhen?(layers: readonly LayerRecord[]): boolean;
   value(layer: LayerRecord): number | string | null;
   text(layer: LayerRecord): string;
 }
@@ -33,6 +35,17 @@ const numericColumn = (
   widest: string,
   group?: string,
 ): Column => ({ key, label, title, numeric: true, minWidth: 48, grow: 0.6, widest, group, value, text: (l) => format(value(l)) });
+
+/** Whether the layer has any finite weight: without one its statistics are an empty tensor's, shown as missing. */
+export function hasFiniteWeights(layer: LayerRecord): boolean {
+  return layer.stats.nonFinite < layer.stats.count;
+}
+
+/** A statistic of the layer's finite weights; null (shown as missing, sorted last) when it has none. */
+const stat = (value: (s: WeightStats) => number) => (l: LayerRecord): number | null => (hasFiniteWeights(l) ? value(l.stats) : null);
+
+/** What the filter also matches on layers with NaN or infinite weights. */
+export const NON_FINITE_FILTER_WORD = 'non-finite';
 
 const SQNR_GROUP = 'Weight-only SQNR (dB)';
 /** formatNumber's longest outputs: three significant digits, a sign, a leading "0.00" or an exponent. */
@@ -55,25 +68,39 @@ export const COLUMNS: readonly Column[] = [
     value: (l) => formatShape(l.shape), text: (l) => formatShape(l.shape),
   },
   numericColumn('params', 'Params', 'Parameters in the weight', (l) => l.params, formatCount, '12.3M'),
-  numericColumn('absMax', 'Absmax', 'Largest |w|', (l) => l.stats.absMax, (x) => formatNumber(x), WIDEST_POSITIVE),
-  numericColumn('std', 'Std', 'Standard deviation of the weights', (l) => l.stats.std, (x) => formatNumber(x), WIDEST_POSITIVE),
-  numericColumn('kurtosis', 'Kurt.', 'Excess kurtosis (a Gaussian gives 0)', (l) => l.stats.kurtosis, (x) => formatNumber(x), WIDEST_SIGNED),
+  {
+    ...numericColumn(
+      'nonFinite', 'NaN/Inf',
+      `Weights that are NaN or ±Infinity, left out of every other number; filter by "${NON_FINITE_FILTER_WORD}" to list these layers`,
+      (l) => l.stats.nonFinite, formatCount, '12.3M',
+    ),
+    // A column of zeros on almost every model would cost the others their room.
+    onlyWhen: (layers) => layers.some((l) => l.stats.nonFinite > 0),
+  },
+  numericColumn('absMax', 'Absmax', 'Largest |w|', stat((s) => s.absMax), (x) => formatNumber(x), WIDEST_POSITIVE),
+  numericColumn('std', 'Std', 'Standard deviation of the weights', stat((s) => s.std), (x) => formatNumber(x), WIDEST_POSITIVE),
+  numericColumn('kurtosis', 'Kurt.', 'Excess kurtosis (a Gaussian gives 0)', stat((s) => s.kurtosis), (x) => formatNumber(x), WIDEST_SIGNED),
   numericColumn(
     'outliers', 'Outliers', 'Share of weights with |w − mean| beyond the outlier threshold (k·std)',
-    (l) => l.stats.outlierShare, formatPercent, '<0.01%',
+    stat((s) => s.outlierShare), formatPercent, '<0.01%',
   ),
   numericColumn(
     'spread', 'Spread', 'Channel spread: max / median of the per-output-channel absmax',
-    (l) => l.stats.channelSpread, (x) => formatNumber(x), '1.23e6',
+    stat((s) => s.channelSpread), (x) => formatNumber(x), '1.23e6',
   ),
-  numericColumn('w8', 'W8', 'SQNR (dB) of 8-bit weights, one scale per output channel', (l) => l.stats.quantError.perChannel[8], formatDb, '200.0', SQNR_GROUP),
-  numericColumn('w4', 'W4', 'SQNR (dB) of 4-bit weights, one scale per output channel', (l) => l.stats.quantError.perChannel[4], formatDb, '200.0', SQNR_GROUP),
-  numericColumn('w3', 'W3', 'SQNR (dB) of 3-bit weights, one scale per output channel', (l) => l.stats.quantError.perChannel[3], formatDb, '200.0', SQNR_GROUP),
+  numericColumn('w8', 'W8', 'SQNR (dB) of 8-bit weights, one scale per output channel', stat((s) => s.quantError.perChannel[8]), formatDb, '200.0', SQNR_GROUP),
+  numericColumn('w4', 'W4', 'SQNR (dB) of 4-bit weights, one scale per output channel', stat((s) => s.quantError.perChannel[4]), formatDb, '200.0', SQNR_GROUP),
+  numericColumn('w3', 'W3', 'SQNR (dB) of 3-bit weights, one scale per output channel', stat((s) => s.quantError.perChannel[3]), formatDb, '200.0', SQNR_GROUP),
   numericColumn(
     'w4g', 'W4 g128', 'SQNR (dB) of 4-bit weights, one scale per group of 128 inputs',
-    (l) => l.stats.quantError.perGroup[4], formatDb, '200.0', SQNR_GROUP,
+    stat((s) => s.quantError.perGroup[4]), formatDb, '200.0', SQNR_GROUP,
   ),
 ];
+
+/** The columns the table shows for these layers (all of them, not just the filtered view, so columns do not jump). */
+export function shownColumns(layers: readonly LayerRecord[]): Column[] {
+  return COLUMNS.filter((c) => !c.onlyWhen || c.onlyWhen(layers));
+}
 
 /** CSS grid tracks for the columns; `minWidths` (px, one per column) replaces their own minimum widths. */
 export function gridTemplate(columns: readonly Column[], minWidths?: readonly number[]): string {
@@ -143,13 +170,16 @@ const searchText = new WeakMap<LayerRecord, string>();
 function textOf(layer: LayerRecord): string {
   let text = searchText.get(layer);
   if (text === undefined) {
-    text = [layer.name, layer.opType, ...layer.group].join('\n').toLowerCase();
+    text = [layer.name, layer.opType, ...layer.group, ...(layer.stats.nonFinite > 0 ? [NON_FINITE_FILTER_WORD] : [])].join('\n').toLowerCase();
     searchText.set(layer, text);
   }
   return text;
 }
 
-/** Layers whose name, op or group contain every whitespace-separated term of `query` (case-insensitive). */
+/**
+ * Layers whose name, op or group contain every whitespace-separated term of `query` (case-insensitive); layers with
+ * NaN or infinite weights also match NON_FINITE_FILTER_WORD.
+ */
 export function filterLayers(layers: readonly LayerRecord[], query: string): LayerRecord[] {
   const terms = query.toLowerCase().split(/\s+/).filter((t) => t.length > 0);
   if (terms.length === 0) return layers.slice();

@@ -6,6 +6,9 @@
 // The tensor is streamed through a small window of WebAssembly memory where SIMD kernels (statsKernels.ts) do the
 // arithmetic; the quantizer is the one defined in weightQuant.ts (same layout, same (w · (1/absmax)) · levels, same
 // round-half-to-even), and the tests hold the two to the same numbers.
+// NaN and ±Infinity weights are counted and left out: every statistic and the SQNR cover the finite weights only.
+// The kernels have no per-element check for that; NaN and infinities reach pass 1's sums, so a tensor whose sums come
+// out finite is all finite and pays nothing, and only one that is not is counted and measured again (TensorPass.walk).
 import {
   DEFAULT_HISTOGRAM_BINS,
   DEFAULT_OUTLIER_SIGMA,
@@ -34,7 +37,8 @@ const WINDOW = 65536;
 /**
  * Statistics of one weight tensor. `channelAxis` indexes output channels in `shape` (ignored below rank 2, where the
  * tensor is one channel). Groups are QUANT_GROUP_SIZE consecutive input elements of a channel.
- * Non-finite values (NaN, ±Infinity) are counted as 0, so one corrupt value cannot turn every number into NaN.
+ * Non-finite values (NaN, ±Infinity) are counted in `nonFinite` and named in `warnings`; every other number (moments,
+ * min/max, histogram, outliers, channel absmax, SQNR) is computed over the finite values only.
  */
 export function computeWeightStats(
   data: Float32Array,
@@ -51,21 +55,67 @@ export function computeWeightStats(
     throw new RangeError(`histogramBins must be an integer from 1 to ${MAX_HISTOGRAM_BINS}, got ${bins}`);
   }
   const layout = channelLayout(shape, channelAxis, data.length);
-  if (data.length === 0 || layout.channels === 0) return emptyStats(layout, outlierSigma, bins);
+  if (data.length === 0 || layout.channels === 0) return emptyStats(data.length, layout, outlierSigma, bins, ALL_FINITE);
 
   const pass = new TensorPass(data, layout, bins);
   pass.first();
-  if (!pass.firstIsFinite()) {
-    pass.data = data.map((v) => (Number.isFinite(v) ? v : 0));
-    pass.first();
+  if (pass.firstIsFinite()) return pass.second(outlierSigma, ALL_FINITE);
+  const nonFinite = findNonFinite(data);
+  if (nonFinite.positions.length === data.length) return emptyStats(data.length, layout, outlierSigma, bins, nonFinite);
+  pass.skipNonFinite(nonFinite.positions);
+  pass.first();
+  return pass.second(outlierSigma, nonFinite);
+}
+
+interface NonFiniteCounts {
+  nan: number;
+  posInf: number;
+  negInf: number;
+}
+
+const ALL_FINITE: NonFiniteCounts = { nan: 0, posInf: 0, negInf: 0 };
+
+/** The non-finite values by kind, and their positions in ascending order. */
+function findNonFinite(data: Float32Array): NonFiniteCounts & { positions: Uint32Array } {
+  const counts = { nan: 0, posInf: 0, negInf: 0 };
+  for (let i = 0; i < data.length; i++) {
+    const v = data[i];
+    if (v !== v) counts.nan++;
+    else if (v === Infinity) counts.posInf++;
+    else if (v === -Infinity) counts.negInf++;
   }
-  return pass.second(outlierSigma);
+  const positions = new Uint32Array(counts.nan + counts.posInf + counts.negInf);
+  for (let i = 0, k = 0; k < positions.length; i++) if (!Number.isFinite(data[i])) positions[k++] = i;
+  return { ...counts, positions };
+}
+
+/** The fields that report non-finite weights: the counts and, when there are any, the sentence that names them. */
+function nonFiniteFields(count: number, counts: NonFiniteCounts): Pick<WeightStats, 'nonFinite' | 'nan' | 'posInf' | 'negInf' | 'warnings'> {
+  const nonFinite = counts.nan + counts.posInf + counts.negInf;
+  const warnings: string[] = [];
+  if (nonFinite > 0) {
+    const kinds = ([[counts.nan, 'NaN'], [counts.posInf, '+Inf'], [counts.negInf, '−Inf']] as const)
+      .filter(([n]) => n > 0)
+      .map(([n, kind]) => `${n} ${kind}`)
+      .join(', ');
+    warnings.push(
+      nonFinite === count
+        ? `all ${count} weights are non-finite (${kinds}): no statistic applies`
+        : `${nonFinite} of ${count} weights are non-finite (${kinds}); the statistics and SQNR cover the ${count - nonFinite} finite ones`,
+    );
+  }
+  return { nonFinite, ...counts, warnings };
 }
 
 /** Walks one tensor through the kernels; holds the views of kernel memory for this call. */
 class TensorPass {
   private readonly kernels: StatsKernels = statsKernels();
-  private readonly n: number;
+  /** Values the moments cover: every element, or the finite ones after skipNonFinite. */
+  private n: number;
+  /** Subtracted before summing, so the variance does not cancel: the first value (the first finite one, skipping). */
+  private shift: number;
+  /** Ascending positions of the non-finite values, once skipNonFinite was called. */
+  private skipped: Uint32Array | undefined;
   private readonly groupSize = QUANT_GROUP_SIZE;
   private readonly groupsPerChannel: number;
   /** The channel axis is the innermost one (MatMul [K, N]): each stored row holds one element of every channel. */
@@ -89,11 +139,12 @@ class TensorPass {
   private readonly u32: Uint32Array;
 
   constructor(
-    public data: Float32Array,
+    private readonly data: Float32Array,
     private readonly layout: ChannelLayout,
     private readonly bins: number,
   ) {
     this.n = data.length;
+    this.shift = data[0];
     this.groupsPerChannel = Math.ceil(layout.inputs / this.groupSize);
     this.rows = layout.inner === 1;
     this.unitLength = this.rows ? layout.channels : layout.inner;
@@ -114,13 +165,23 @@ class TensorPass {
     this.u32 = new Uint32Array(buffer);
   }
 
+  /**
+   * From now on the moments, extremes and histogram see only the finite values, and the quantizer sees each value at
+   * `positions` (the non-finite ones, ascending) as 0, which adds nothing to a block's absmax, the signal energy or the
+   * error: the same numbers as for a tensor without them.
+   */
+  skipNonFinite(positions: Uint32Array): void {
+    this.skipped = positions;
+    this.n = this.data.length - positions.length;
+    this.shift = this.data.find((v) => Number.isFinite(v)) ?? 0;
+  }
+
   first(): void {
-    const { kernels, f64, groupSize, groupsPerChannel } = this;
+    const { kernels, f64, groupSize, groupsPerChannel, shift } = this;
     f64.fill(0, 0, SLOTS_END / 8);
     f64[SLOT.min / 8] = Infinity;
     f64[SLOT.max / 8] = -Infinity;
     this.f32.fill(0, this.groupAbsMax / 4, this.groupAbsMax / 4 + this.blocks);
-    const shift = this.data[0];
     const channels = this.layout.channels;
     const moments = (ptr: number, len: number) => kernels.moments1(ptr, len, shift);
     if (this.rows) {
@@ -142,14 +203,14 @@ class TensorPass {
     return [SLOT.min, SLOT.max, SLOT.shiftedSum].every((slot) => Number.isFinite(f64[slot / 8]));
   }
 
-  second(outlierSigma: number): WeightStats {
+  second(outlierSigma: number, nonFinite: NonFiniteCounts): WeightStats {
     const { kernels, f64, n, layout, groupsPerChannel, bins } = this;
     const min = f64[SLOT.min / 8];
     const max = f64[SLOT.max / 8];
     const shiftedSum = f64[SLOT.shiftedSum / 8];
     const shiftedSumSq = f64[SLOT.shiftedSumSq / 8];
     const constant = min === max;
-    const mean = constant ? min : this.data[0] + shiftedSum / n;
+    const mean = constant ? min : this.shift + shiftedSum / n;
     // The outlier limit needs the spread before pass 2 measures it: the shifted sums give it to within rounding.
     const firstVariance = constant ? 0 : Math.max(0, (shiftedSumSq - (shiftedSum * shiftedSum) / n) / n);
     const outlierLimit = outlierSigma * Math.sqrt(firstVariance);
@@ -220,7 +281,8 @@ class TensorPass {
       perGroup[bits] = sqnrFromEnergies(energy, f64[SLOT.errGroup / 8 + b] / levelsSq);
     });
     return {
-      count: n,
+      count: this.data.length,
+      ...nonFiniteFields(this.data.length, nonFinite),
       min,
       max,
       mean,
@@ -240,23 +302,47 @@ class TensorPass {
 
   /**
    * Copies the tensor window by window into kernel memory, runs `whole` over each window, then `span` over each
-   * stretch of it that lies in one unit (`offset` elements into unit number `unit`).
+   * stretch of it that lies in one unit (`offset` elements into unit number `unit`). Skipping non-finite values, the
+   * spans see them as 0 and `whole` runs after them, over the window's finite values only.
    */
   private walk(
     whole: (ptr: number, len: number) => void,
     span: (ptr: number, len: number, unit: number, offset: number) => void,
   ): void {
-    const { data, n, unitLength, window } = this;
+    const { data, unitLength, window, f32, skipped } = this;
+    const n = data.length;
+    const first = window / 4;
+    // Skipped positions in this window: skipped[from] up to skipped[to].
+    let from = 0;
+    let to = 0;
     for (let start = 0; start < n; start += WINDOW) {
       const end = Math.min(n, start + WINDOW);
-      this.f32.set(data.subarray(start, end), window / 4);
-      whole(window, end - start);
+      f32.set(data.subarray(start, end), first);
+      if (skipped) {
+        // The spans below keep every position (the layout needs it) with non-finite values as 0; `whole` runs last,
+        // over the finite values packed to the front of the window.
+        from = to;
+        while (to < skipped.length && skipped[to] < end) f32[first + skipped[to++] - start] = 0;
+      } else {
+        whole(window, end - start);
+      }
       for (let pos = start; pos < end; ) {
         const unit = Math.floor(pos / unitLength);
         const offset = pos - unit * unitLength;
         const len = Math.min(unitLength - offset, end - pos);
         span(window + (pos - start) * 4, len, unit, offset);
         pos += len;
+      }
+      if (skipped) {
+        let kept = first;
+        let runStart = start;
+        for (let k = from; k <= to; k++) {
+          const runEnd = k < to ? skipped[k] : end;
+          f32.copyWithin(kept, first + runStart - start, first + runEnd - start);
+          kept += runEnd - runStart;
+          runStart = runEnd + 1;
+        }
+        whole(window, kept - first);
       }
     }
   }
@@ -273,10 +359,12 @@ function medianOfSorted(sorted: Float64Array): number {
   return sorted.length % 2 === 1 ? sorted[mid] : (sorted[mid - 1] + sorted[mid]) / 2;
 }
 
-function emptyStats(layout: ChannelLayout, outlierSigma: number, bins: number): WeightStats {
+/** Statistics of a tensor without a finite value: empty, or all NaN / ±Infinity. */
+function emptyStats(count: number, layout: ChannelLayout, outlierSigma: number, bins: number, nonFinite: NonFiniteCounts): WeightStats {
   const exact = () => Object.fromEntries(QUANT_BITS.map((bits) => [bits, sqnrFromEnergies(0, 0)])) as Record<QuantBits, number>;
   return {
-    count: 0,
+    count,
+    ...nonFiniteFields(count, nonFinite),
     min: 0,
     max: 0,
     mean: 0,

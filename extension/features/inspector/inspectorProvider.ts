@@ -1,6 +1,7 @@
 // Host half of the inspector: a read-only custom editor whose webview shows one model's summary and layer table.
 // The document owns one inspection (shared through EngineHost's cache); each editor panel replays it to its webview
-// whenever that webview (re)loads and says 'ready', so hidden panels need not keep their context.
+// whenever that webview (re)loads and says 'ready', so hidden panels need not keep their context. When the file
+// changes on disk (a training script exporting again), the document starts a new inspection and every panel shows it.
 import * as path from 'path';
 import * as vscode from 'vscode';
 import type { HostToInspector, InspectorToHost } from '../../protocol/inspector';
@@ -11,9 +12,14 @@ import { setUpWebview } from '../webview/setup';
 
 export const INSPECTOR_VIEW_TYPE = 'quantlens.inspector';
 
+/** A file being written changes several times in a row: inspect it again once it has been quiet this long. */
+const RELOAD_QUIET_MS = 500;
+
 export class InspectorDocument implements vscode.CustomDocument {
-  /** Started by the first editor that shows this document. */
+  /** Started by the first editor that shows this document; replaced when the file changes on disk. */
   inspection: Promise<Inspection> | undefined;
+  private watcher: vscode.Disposable | undefined;
+  private quietTimer: NodeJS.Timeout | undefined;
 
   constructor(readonly uri: vscode.Uri) {}
 
@@ -21,7 +27,24 @@ export class InspectorDocument implements vscode.CustomDocument {
     return path.basename(this.uri.fsPath || this.uri.path);
   }
 
+  /** Calls `onChanged` when the file was changed, replaced or deleted and then left alone for RELOAD_QUIET_MS. */
+  watch(onChanged: () => void): void {
+    const fsPath = this.uri.fsPath;
+    const name = path.basename(fsPath);
+    // The pattern is the file's own name, unless that name would be read as glob syntax: then the folder's files.
+    const pattern = /[*?[\]{}!]/.test(name) ? '*' : name;
+    const watcher = vscode.workspace.createFileSystemWatcher(new vscode.RelativePattern(vscode.Uri.file(path.dirname(fsPath)), pattern));
+    const changed = (uri: vscode.Uri) => {
+      if (uri.fsPath !== fsPath) return;
+      clearTimeout(this.quietTimer);
+      this.quietTimer = setTimeout(onChanged, RELOAD_QUIET_MS);
+    };
+    this.watcher = vscode.Disposable.from(watcher, watcher.onDidChange(changed), watcher.onDidCreate(changed), watcher.onDidDelete(changed));
+  }
+
   dispose(): void {
+    this.watcher?.dispose();
+    clearTimeout(this.quietTimer);
     // Nobody shows this file any more: stop work nobody will see.
     void this.inspection?.then((inspection) => {
       if (inspection.running) inspection.cancel();
@@ -45,20 +68,30 @@ class InspectorEditor {
   constructor(
     readonly document: InspectorDocument,
     readonly panel: vscode.WebviewPanel,
-    private readonly inspection: Promise<Inspection>,
+    private inspection: Promise<Inspection>,
   ) {}
 
   /** The webview (re)loaded: send it everything from the start. */
   async onReady(): Promise<void> {
     this.subscription?.dispose();
+    this.subscription = undefined;
     this.ready = true;
     this.post({ type: 'loading', fileName: this.document.fileName });
-    const inspection = await this.inspection;
+    const pending = this.inspection;
+    const inspection = await pending;
+    // The file changed while this inspection was being looked up: the newer one has taken over.
+    if (pending !== this.inspection) return;
     this.subscription = inspection.subscribe((update) => this.post(toMessage(update, this.document.fileName)));
     if (this.pendingSelect !== undefined) {
       this.post({ type: 'select', name: this.pendingSelect });
       this.pendingSelect = undefined;
     }
+  }
+
+  /** The file changed on disk: a webview that has loaded starts over with the new inspection (and says why). */
+  async restart(inspection: Promise<Inspection>): Promise<void> {
+    this.inspection = inspection;
+    if (this.ready) await this.onReady();
   }
 
   select(name: string): void {
@@ -130,7 +163,9 @@ export class InspectorProvider implements vscode.CustomReadonlyEditorProvider<In
   }
 
   openCustomDocument(uri: vscode.Uri): InspectorDocument {
-    return new InspectorDocument(uri);
+    const document = new InspectorDocument(uri);
+    if (uri.scheme === 'file') document.watch(() => this.reload(document));
+    return document;
   }
 
   resolveCustomEditor(document: InspectorDocument, panel: vscode.WebviewPanel): void {
@@ -201,18 +236,41 @@ export class InspectorProvider implements vscode.CustomReadonlyEditorProvider<In
 
   /** The document's inspection, started on first use with a cancellable progress notification. */
   private inspectionOf(document: InspectorDocument): Promise<Inspection> {
-    document.inspection ??= (async () => {
-      if (document.uri.scheme !== 'file') {
-        return Inspection.failed(document.uri.toString(), {
-          code: 'bad-input',
-          message: `${document.fileName}: QuantLens reads models from local files, and this one is not (${document.uri.scheme}:).`,
-        });
-      }
-      const inspection = await this.host.inspect(document.uri.fsPath);
-      if (inspection.running) showProgress(document.fileName, inspection);
-      return inspection;
-    })();
+    document.inspection ??= this.startInspection(document);
     return document.inspection;
+  }
+
+  private async startInspection(document: InspectorDocument): Promise<Inspection> {
+    if (document.uri.scheme !== 'file') {
+      return Inspection.failed(document.uri.toString(), {
+        code: 'bad-input',
+        message: `${document.fileName}: QuantLens reads models from local files, and this one is not (${document.uri.scheme}:).`,
+      });
+    }
+    const inspection = await this.host.inspect(document.uri.fsPath);
+    if (inspection.running) showProgress(document.fileName, inspection);
+    return inspection;
+  }
+
+  /** The file changed on disk: stop the inspection in flight, inspect it again, and show that in every view of it. */
+  private reload(document: InspectorDocument): void {
+    const fsPath = document.uri.fsPath;
+    this.log.info(`${fsPath} changed on disk; inspecting it again`);
+    const previous = document.inspection;
+    document.inspection = (async () => {
+      // Cancelled first, so the engine host does not hand the same unfinished run back.
+      const old = await previous;
+      if (old?.running) old.cancel();
+      return this.startInspection(document);
+    })();
+    // What the webviews showed of the old file is stale; they report again as the new inspection arrives.
+    this.rendered.delete(fsPath);
+    this.shownErrors.delete(fsPath);
+    for (const editor of this.editors) {
+      if (editor.document !== document) continue;
+      editor.restart(document.inspection).catch((err) => this.log.error(`Inspector for ${fsPath}: ${String(err)}`));
+    }
+    if (this.active?.document === document) this.activeModelEmitter.fire(this.activeModel);
   }
 }
 

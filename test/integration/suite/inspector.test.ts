@@ -1,6 +1,8 @@
 // The sample model in the inspector custom editor, the Layers tree view and the commands, inside a real VS Code.
 import * as assert from 'node:assert/strict';
 import * as fs from 'node:fs';
+import * as path from 'node:path';
+import { onnx } from 'onnx-proto';
 import * as vscode from 'vscode';
 import type { QuantLensApi } from '../../../extension/protocol/testApi';
 import {
@@ -25,6 +27,31 @@ import {
 
 const KNOWN_LAYER = 'blocks.0.attn.qkv';
 const OTHER_LAYER = 'blocks.2.mlp.fc2';
+
+/** A small ONNX model (MatMul, then Gemm with transB) whose layers have the given names; one weight holds a NaN. */
+function reexportedModel(names: [string, string]): Uint8Array {
+  const weight = (count: number, seed: number) => Array.from({ length: count }, (_, i) => Math.sin(seed + i) / 8);
+  const first = weight(16 * 8, 1);
+  first[3] = NaN;
+  const model = onnx.ModelProto.create({
+    irVersion: 8,
+    opsetImport: [{ domain: '', version: 17 }],
+    graph: {
+      name: 'reexported',
+      node: [
+        { opType: 'MatMul', name: names[0], input: ['x', 'w0'], output: ['h'] },
+        { opType: 'Gemm', name: names[1], input: ['h', 'w1'], output: ['y'], attribute: [{ name: 'transB', type: 2, i: 1 }] },
+      ],
+      initializer: [
+        { name: 'w0', dataType: 1, dims: [16, 8], floatData: first },
+        { name: 'w1', dataType: 1, dims: [4, 8], floatData: weight(4 * 8, 2) },
+      ],
+      input: [{ name: 'x', type: { tensorType: { elemType: 1, shape: { dim: [{ dimValue: 1 }, { dimValue: 16 }] } } } }],
+      output: [{ name: 'y', type: { tensorType: { elemType: 1, shape: { dim: [{ dimValue: 1 }, { dimValue: 4 }] } } } }],
+    },
+  });
+  return onnx.ModelProto.encode(model).finish();
+}
 
 suite('Inspector', () => {
   let api: QuantLensApi;
@@ -121,6 +148,26 @@ suite('Inspector', () => {
 
     await vscode.commands.executeCommand('quantlens.layers.focus');
     await treeSelects(KNOWN_LAYER);
+  });
+
+  test('an open inspector inspects its file again when a training script writes a new model over it', async () => {
+    const file = fixture(path.join('reexport', 'model.onnx'));
+    fs.mkdirSync(path.dirname(file.fsPath), { recursive: true });
+    fs.copyFileSync(sample().fsPath, file.fsPath);
+    await vscode.commands.executeCommand('vscode.openWith', file, VIEW_TYPE);
+    const before = await waitForRender(api, file, 'the copied sample', (r) => r.totalRows === expectedLayers.length);
+    assert.ok(before.firstNames.every((name) => expectedLayers.includes(name)));
+
+    const names: [string, string] = ['reexported.proj_in', 'reexported.proj_out'];
+    fs.writeFileSync(file.fsPath, reexportedModel(names));
+    const after = await waitForRender(api, file, 'the model written over it', (r) => r.totalRows === names.length);
+    assert.deepEqual(after.firstNames, names);
+    assert.equal(api.inspectorError(file.fsPath), undefined);
+    // The Layers tree follows the new inspection too.
+    await waitFor('the Layers tree to show the new layers', async () => {
+      const labels = (await api.layersTreeLabels()).map((label) => label.trim());
+      return names.every((name) => labels.includes(name)) && !labels.includes(KNOWN_LAYER) ? true : undefined;
+    });
   });
 
   // The harness looks at the webview's DOM from the browser and takes the screenshot while this test holds still.
