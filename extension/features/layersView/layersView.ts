@@ -57,7 +57,8 @@ export class LayersTreeProvider implements vscode.TreeDataProvider<TreeChild>, v
       item.id = `layer:${fsPath}:${node.index}`;
       item.description = `${layer.opType} ${formatShape(layer.shape)}`;
       item.tooltip = layerTooltip(layer);
-      item.iconPath = new vscode.ThemeIcon('symbol-field');
+      // NaN/±Inf weights: the same warning the inspector's row shows.
+      item.iconPath = layer.stats.nonFinite > 0 ? new vscode.ThemeIcon('warning', new vscode.ThemeColor('list.warningForeground')) : new vscode.ThemeIcon('symbol-field');
       item.contextValue = 'quantlens.layer';
       item.command = { command: REVEAL_LAYER_COMMAND, title: 'Select Layer in Inspector', arguments: [layer.name] };
       return item;
@@ -100,14 +101,16 @@ export class LayersTreeProvider implements vscode.TreeDataProvider<TreeChild>, v
     });
   }
 
-  /** Labels depth first, two spaces per level, as the provider serves them now (the test API). */
+  /** Labels depth first, two spaces per level, as the provider serves them now (the test API); " ⚠" marks a warning icon. */
   labels(): string[] {
     this.flushRebuild();
     const out: string[] = [];
     const walk = (node: TreeChild | undefined, depth: number) => {
       for (const child of this.getChildren(node)) {
-        const label = this.getTreeItem(child).label;
-        out.push('  '.repeat(depth) + (typeof label === 'string' ? label : (label?.label ?? '')));
+        const item = this.getTreeItem(child);
+        const label = typeof item.label === 'string' ? item.label : (item.label?.label ?? '');
+        const warns = item.iconPath instanceof vscode.ThemeIcon && item.iconPath.id === 'warning';
+        out.push('  '.repeat(depth) + label + (warns ? ' ⚠' : ''));
         walk(child, depth + 1);
       }
     };
@@ -205,5 +208,6 @@ function layerTooltip(layer: LayerRecord): string {
     `params: ${formatCount(layer.params)}`,
     `absmax ${formatNumber(s.absMax)} · std ${formatNumber(s.std)} · kurtosis ${formatNumber(s.kurtosis)}`,
     `SQNR W4: ${formatDb(s.quantError.perChannel[4])} dB per channel, ${formatDb(s.quantError.perGroup[4])} dB per group of ${s.quantError.groupSize}`,
+    ...s.warnings.map((warning) => `⚠ ${warning}`),
   ].join('\n');
 }

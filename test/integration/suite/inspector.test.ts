@@ -163,11 +163,17 @@ suite('Inspector', () => {
     const after = await waitForRender(api, file, 'the model written over it', (r) => r.totalRows === names.length);
     assert.deepEqual(after.firstNames, names);
     assert.equal(api.inspectorError(file.fsPath), undefined);
-    // The Layers tree follows the new inspection too.
-    await waitFor('the Layers tree to show the new layers', async () => {
-      const labels = (await api.layersTreeLabels()).map((label) => label.trim());
-      return names.every((name) => labels.includes(name)) && !labels.includes(KNOWN_LAYER) ? true : undefined;
-    });
+    // The Layers tree follows the new inspection too, with the NaN weight's layer flagged.
+    const flagged = [`${names[0]} ⚠`, names[1]];
+    let labels: string[] = [];
+    await waitFor(
+      'the Layers tree to show the new layers, the first flagged',
+      async () => {
+        labels = (await api.layersTreeLabels()).map((label) => label.trim());
+        return flagged.every((label) => labels.includes(label)) && !labels.includes(KNOWN_LAYER) ? true : undefined;
+      },
+      () => JSON.stringify(labels),
+    );
   });
 
   // The harness looks at the webview's DOM from the browser and takes the screenshot while this test holds still.
