@@ -16,6 +16,8 @@ export interface AnalysisForm {
   /** Empty when the model has no timestep input. */
   timestepInput: string;
   timestepCount: number;
+  /** Other tensors fake-quantized with the activation settings, each its own unit (e.g. attention K and V). */
+  extraActivationTensors?: string[];
 }
 
 export type HostToAnalysis =

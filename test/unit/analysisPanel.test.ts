@@ -94,6 +94,18 @@ describe('launch form and settings', () => {
     assert.equal(combined.executionProvider, 'cuda');
   });
 
+  it('takes extra activation tensors (KV cache) from the settings and the command, and passes them to the engine', () => {
+    const { form } = formFromConfig({ extraActivationTensors: [' k_cache ', 'v_cache', 'k_cache', '', 7] }, SAMPLE_INPUTS);
+    assert.deepEqual(form.extraActivationTensors, ['k_cache', 'v_cache'], 'trimmed, once each, non-strings and blanks dropped');
+    assert.deepEqual(formFromConfig({}, SAMPLE_INPUTS).form.extraActivationTensors, []);
+    const overridden = applyOverrides(form, { extraActivationTensors: ['blocks.0.attn.k'] });
+    assert.deepEqual(overridden.extraActivationTensors, ['blocks.0.attn.k']);
+    assert.throws(() => applyOverrides(form, { extraActivationTensors: 'k' }), /analysis option extraActivationTensors/);
+    assert.throws(() => applyOverrides(form, { extraActivationTensors: ['k', ''] }), /analysis option extraActivationTensors/);
+    const settings = analysisSettings(overridden, { model: sample, baseDir: '/', executionProvider: 'cpu', groups: [] });
+    assert.deepEqual(settings.extraActivationTensors, ['blocks.0.attn.k']);
+  });
+
   it('refuses a form that measures nothing', () => {
     const form = { ...FORM_DEFAULTS, weightBits: [], activationBits: [] };
     assert.match(formProblem(form) ?? '', /at least one/);

@@ -15,6 +15,7 @@ import { INSPECTOR_VIEW_TYPE, type InspectorProvider } from '../inspector/inspec
 import { REVEAL_LAYER_COMMAND } from '../layersView/layersView';
 import { requireTrust } from '../trust';
 import { fromWalkthrough, reachedMilestone } from '../walkthrough';
+import { OpenPanels } from '../webview/replayPanel';
 import { AnalysisPanel, ANALYSIS_VIEW_TYPE, type AnalysisRendered, type PanelHost } from './analysisPanel';
 import { RunSession } from './runSession';
 import { analysisSettings, applyOverrides, formFromConfig, formProblem, recordFileName, type AnalysisConfig } from './settings';
@@ -34,8 +35,7 @@ export interface AnalysisRunState {
 }
 
 export class AnalysisFeature implements PanelHost, vscode.Disposable {
-  private readonly panels = new Set<AnalysisPanel>();
-  private lastRendered: { panel: AnalysisPanel; rendered: AnalysisRendered } | undefined;
+  private readonly panels = new OpenPanels<AnalysisPanel, AnalysisRendered>();
   private lastSession: RunSession | undefined;
 
   constructor(
@@ -61,7 +61,7 @@ export class AnalysisFeature implements PanelHost, vscode.Disposable {
   // ----- test API -----
   /** The last draw a panel reported, while that panel is visible. */
   analysisRendered(): AnalysisRendered | undefined {
-    return this.lastRendered?.rendered;
+    return this.panels.lastRendered;
   }
 
   lastRunPath(): string | undefined {
@@ -196,7 +196,7 @@ export class AnalysisFeature implements PanelHost, vscode.Disposable {
   }
 
   rendered(panel: AnalysisPanel, rendered: AnalysisRendered): void {
-    this.lastRendered = { panel, rendered };
+    this.panels.rendered(panel, rendered);
   }
 
   dispose(): void {
@@ -219,13 +219,7 @@ export class AnalysisFeature implements PanelHost, vscode.Disposable {
       );
     const analysisPanel = new AnalysisPanel(webviewPanel, this.extensionUri, this);
     this.panels.add(analysisPanel);
-    // A hidden panel's webview is destroyed: what it drew is no longer on screen.
-    webviewPanel.onDidChangeViewState(() => {
-      if (!webviewPanel.visible && this.lastRendered?.panel === analysisPanel) this.lastRendered = undefined;
-    });
     analysisPanel.onDidDispose(() => {
-      this.panels.delete(analysisPanel);
-      if (this.lastRendered?.panel === analysisPanel) this.lastRendered = undefined;
       // Closing the panel of a running analysis stops it; the finished rows stay in the record.
       if (analysisPanel.session?.running) analysisPanel.session.cancel();
     });
@@ -343,7 +337,7 @@ function analysisConfig(scope: vscode.Uri): AnalysisConfig {
   const config = vscode.workspace.getConfiguration('quantlens.analysis', scope);
   const keys: (keyof AnalysisConfig)[] = [
     'weightBits', 'activationBits', 'activationMode', 'combine', 'groupSize', 'unit', 'samples', 'timesteps', 'calibrationSource',
-    'executionProvider', 'groups',
+    'executionProvider', 'groups', 'extraActivationTensors',
   ];
   return Object.fromEntries(keys.map((key) => [key, config.get<unknown>(key)]));
 }

@@ -27,6 +27,7 @@ export interface AnalysisConfig {
   calibrationSource?: unknown;
   executionProvider?: unknown;
   groups?: unknown;
+  extraActivationTensors?: unknown;
 }
 
 export const FORM_DEFAULTS: AnalysisForm = {
@@ -40,6 +41,7 @@ export const FORM_DEFAULTS: AnalysisForm = {
   samples: 2,
   timestepInput: '',
   timestepCount: 10,
+  extraActivationTensors: [],
 };
 
 const isInt = (x: unknown): x is number => typeof x === 'number' && Number.isInteger(x);
@@ -48,6 +50,12 @@ function bitsList(value: unknown, fallback: number[]): number[] {
   if (!Array.isArray(value)) return fallback;
   const bits = value.filter((b): b is number => isInt(b) && b >= MIN_BITS && b <= MAX_BITS);
   return [...new Set(bits)].sort((a, b) => a - b);
+}
+
+/** Tensor names from user JSON: trimmed, non-empty, each once. */
+function tensorNames(value: unknown): string[] {
+  if (!Array.isArray(value)) return [];
+  return [...new Set(value.filter((n): n is string => typeof n === 'string').map((n) => n.trim()).filter((n) => n !== ''))];
 }
 
 function intIn(value: unknown, min: number, max: number, fallback: number): number {
@@ -72,6 +80,7 @@ export function formFromConfig(config: AnalysisConfig, inputs: readonly ValueInf
     samples: intIn(config.samples, 1, 4096, FORM_DEFAULTS.samples),
     timestepInput: detected ?? '',
     timestepCount: intIn(config.timesteps, 1, MAX_TIMESTEP + 1, FORM_DEFAULTS.timestepCount),
+    extraActivationTensors: tensorNames(config.extraActivationTensors),
   };
   return { form, timestepInputs };
 }
@@ -108,6 +117,10 @@ export function applyOverrides(base: AnalysisForm, overrides: unknown): Analysis
       case 'timestepInput':
         if (typeof value !== 'string') throw bad();
         form[key] = value;
+        break;
+      case 'extraActivationTensors':
+        if (!Array.isArray(value) || tensorNames(value).length !== value.length) throw bad();
+        form.extraActivationTensors = tensorNames(value);
         break;
       case 'groupSize':
       case 'samples':
@@ -170,7 +183,7 @@ export function analysisSettings(form: AnalysisForm, context: SettingsContext): 
     ...(form.timestepInput
       ? { timestep: { input: form.timestepInput, values: evenlySpacedTimesteps(form.timestepCount, MAX_TIMESTEP) } }
       : {}),
-    extraActivationTensors: [],
+    extraActivationTensors: form.extraActivationTensors ?? [],
     executionProvider: context.executionProvider === 'cuda' ? 'cuda' : 'cpu',
   };
 }
