@@ -29,13 +29,6 @@ Chart.register(
   Filler, Tooltip, Legend,
 );
 
-export function applyChartDefaults(colors: ThemeColors): void {
-  Chart.defaults.color = colors.muted;
-  Chart.defaults.borderColor = colors.grid;
-  Chart.defaults.font.family = colors.fontFamily;
-  Chart.defaults.font.size = Math.max(10, colors.fontSize - 2);
-}
-
 /** A metric value as the panel writes it everywhere (tooltips, bars). */
 export function formatMetric(metric: MetricInfo, value: number | null | undefined): string {
   return metric.key === 'sqnrDb' ? `${formatDb(value)} dB` : formatNumber(value, 4);

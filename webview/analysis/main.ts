@@ -2,11 +2,12 @@
 // as the host streams rows (protocol/analysisPanel.ts). It reports what the heatmap drew after every draw.
 import type { AnalysisRun, RunStatus } from '../../extension/protocol/analysis';
 import type { AnalysisToHost, HostToAnalysis } from '../../extension/protocol/analysisPanel';
+import { applyChartDefaults } from '../shared/chartTheme';
 import { h, icon } from '../shared/dom';
 import { formatCount } from '../shared/format';
 import { onThemeChange, themeColors } from '../shared/theme';
 import { connectToHost } from '../shared/vscodeApi';
-import { applyChartDefaults, formatMetric, RangeChart, SensitiveBars } from './charts';
+import { formatMetric, RangeChart, SensitiveBars } from './charts';
 import { Colormap, type ColormapTheme } from './colormap';
 import { launchForm } from './form';
 import { Heatmap } from './heatmap';

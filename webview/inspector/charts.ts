@@ -14,7 +14,7 @@ import {
 } from 'chart.js';
 import type { Histogram, WeightQuantError } from '../../extension/protocol/records';
 import { formatCount, formatDb, formatNumber } from '../shared/format';
-import { restyleChart } from '../shared/chartTheme';
+import { applyChartDefaults, restyleChart } from '../shared/chartTheme';
 import type { ThemeColors } from '../shared/theme';
 import { histogramBins, sqnrSeries, type HistogramBin } from './chartData';
 
@@ -23,20 +23,13 @@ Chart.register(
   CategoryScale, LinearScale, LogarithmicScale, Tooltip, Legend,
 );
 
-function applyDefaults(colors: ThemeColors): void {
-  Chart.defaults.color = colors.muted;
-  Chart.defaults.borderColor = colors.grid;
-  Chart.defaults.font.family = colors.fontFamily;
-  Chart.defaults.font.size = Math.max(10, colors.fontSize - 2);
-}
-
 export class HistogramChart {
   private readonly chart: Chart<'bar', number[], string>;
   private bins: HistogramBin[] = [];
   private logScale = false;
 
   constructor(canvas: HTMLCanvasElement, colors: ThemeColors) {
-    applyDefaults(colors);
+    applyChartDefaults(colors);
     this.chart = new Chart(canvas, {
       type: 'bar',
       data: { labels: [], datasets: [{ label: 'weights', data: [], backgroundColor: colors.series[0], barPercentage: 1, categoryPercentage: 1 }] },
@@ -87,7 +80,7 @@ export class HistogramChart {
   }
 
   recolor(colors: ThemeColors): void {
-    applyDefaults(colors);
+    applyChartDefaults(colors);
     this.chart.data.datasets[0].backgroundColor = colors.series[0];
     restyleChart(this.chart, colors);
     this.chart.update('none');
@@ -98,7 +91,7 @@ export class SqnrChart {
   private readonly chart: Chart<'line', { x: number; y: number | null }[]>;
 
   constructor(canvas: HTMLCanvasElement, colors: ThemeColors) {
-    applyDefaults(colors);
+    applyChartDefaults(colors);
     const dataset = (label: string, color: string, dash: number[]) => ({
       label,
       data: [] as { x: number; y: number | null }[],
@@ -137,7 +130,7 @@ export class SqnrChart {
   }
 
   recolor(colors: ThemeColors): void {
-    applyDefaults(colors);
+    applyChartDefaults(colors);
     this.chart.data.datasets.forEach((d, i) => {
       d.borderColor = colors.series[i];
       d.backgroundColor = colors.series[i];

@@ -20,6 +20,7 @@ import { MatrixController, MatrixElement } from 'chartjs-chart-matrix';
 import type { ExportReport, HostToSearch, SearchForm, SearchReport, SearchReportStep, SearchToHost } from '../../extension/protocol/searchPanel';
 import { DEFAULT_MIN_SQNR_DB, MAX_SQNR_DB, maxErrorForSqnrDb, pinPattern, pinProblem, searchFormProblem, sqnrDbForMaxError, type SearchFormLimits } from '../../extension/features/search/searchForm';
 import { Colormap, type ColormapTheme } from '../analysis/colormap';
+import { applyChartDefaults } from '../shared/chartTheme';
 import { h, icon, clear } from '../shared/dom';
 import { formatDb, formatNumber } from '../shared/format';
 import { onThemeChange, themeColors, type ThemeColors } from '../shared/theme';
@@ -37,13 +38,6 @@ const host = connectToHost<SearchToHost, SavedState>();
 let colors: ThemeColors = themeColors();
 let colormap = new Colormap(colormapTheme());
 applyChartDefaults(colors);
-
-function applyChartDefaults(theme: ThemeColors): void {
-  Chart.defaults.color = theme.muted;
-  Chart.defaults.borderColor = theme.grid;
-  Chart.defaults.font.family = theme.fontFamily;
-  Chart.defaults.font.size = Math.max(10, theme.fontSize - 2);
-}
 
 /** The heatmap's scale from the theme's variables; Colormap falls back to dark-theme colors for any that are empty. */
 function colormapTheme(): ColormapTheme {

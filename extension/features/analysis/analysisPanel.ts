@@ -1,12 +1,11 @@
 // Host half of one sensitivity panel: a webview panel that shows either the launch form for a model, a run as it
-// streams, or a saved record. Its webview does not keep its context when hidden: on every (re)load it says 'ready'
-// and gets the whole state again. What it shows is also in its saved state, so the serializer can restore it.
+// streams, or a saved record. What it shows is also in its webview's saved state, so the serializer can restore it.
 import * as path from 'path';
 import * as vscode from 'vscode';
 import type { AnalysisRun } from '../../protocol/analysis';
 import type { AnalysisForm, AnalysisToHost, HostToAnalysis } from '../../protocol/analysisPanel';
 import type { AnalysisRendered } from '../../protocol/testApi';
-import { setUpWebview } from '../webview/setup';
+import { ReplayPanel } from '../webview/replayPanel';
 import type { RunSession, RunUpdate } from './runSession';
 
 export const ANALYSIS_VIEW_TYPE = 'quantlens.analysis';
@@ -36,37 +35,21 @@ export interface PanelHost {
   log: vscode.LogOutputChannel;
 }
 
-export class AnalysisPanel {
+export class AnalysisPanel extends ReplayPanel<AnalysisToHost, HostToAnalysis> {
   private content: Content = { kind: 'empty' };
   /** The model of the form, run or record shown. */
   private model: string | undefined;
   /** The last form shown: a run that fails before its plan is made goes back to it. */
   private lastForm: FormContent | undefined;
-  private ready = false;
-  disposed = false;
+  /** The live session's updates, forwarded to the webview while it is shown. */
   private subscription: { dispose(): void } | undefined;
-  private readonly disposables: vscode.Disposable[] = [];
-  private readonly disposedEmitter = new vscode.EventEmitter<void>();
-  readonly onDidDispose = this.disposedEmitter.event;
 
   constructor(
-    readonly panel: vscode.WebviewPanel,
+    panel: vscode.WebviewPanel,
     extensionUri: vscode.Uri,
     private readonly host: PanelHost,
   ) {
-    const webview = panel.webview;
-    setUpWebview(webview, extensionUri, 'analysis', 'QuantLens Sensitivity');
-    this.disposables.push(
-      webview.onDidReceiveMessage((message: AnalysisToHost) => this.onMessage(message)),
-      // A hidden webview is destroyed; it says 'ready' again when shown.
-      panel.onDidChangeViewState(() => {
-        if (panel.visible) return;
-        this.ready = false;
-        this.subscription?.dispose();
-        this.subscription = undefined;
-      }),
-      panel.onDidDispose(() => this.dispose()),
-    );
+    super(panel, extensionUri, 'analysis', 'QuantLens Sensitivity');
   }
 
   /** The run this panel shows (live or saved), if any. */
@@ -115,27 +98,27 @@ export class AnalysisPanel {
     this.setContent({ kind: 'record', run, recordPath });
   }
 
-  dispose(): void {
-    if (this.disposed) return;
-    this.disposed = true;
+  protected override onHidden(): void {
+    this.unsubscribe();
+  }
+
+  protected override beforeDispose(): void {
+    this.unsubscribe();
+  }
+
+  private unsubscribe(): void {
     this.subscription?.dispose();
-    this.disposables.forEach((d) => d.dispose());
-    this.disposables.length = 0;
-    this.disposedEmitter.fire();
-    this.disposedEmitter.dispose();
+    this.subscription = undefined;
   }
 
   private setContent(content: Content): void {
-    this.subscription?.dispose();
-    this.subscription = undefined;
+    this.unsubscribe();
     this.content = content;
-    if (this.ready) this.replay();
+    this.replayIfReady();
   }
 
-  /** Sends the webview everything it shows, from the start. */
-  private replay(): void {
-    this.subscription?.dispose();
-    this.subscription = undefined;
+  protected replay(): void {
+    this.unsubscribe();
     const content = this.content;
     switch (content.kind) {
       case 'empty':
@@ -167,12 +150,8 @@ export class AnalysisPanel {
     }
   }
 
-  private onMessage(message: AnalysisToHost): void {
+  protected onMessage(message: AnalysisToHost): void {
     switch (message?.type) {
-      case 'ready':
-        this.ready = true;
-        this.replay();
-        break;
       case 'start': {
         // From the form, also again after a run that ended before its plan was made (a bad calibration file, say).
         const session = this.session;
@@ -208,10 +187,6 @@ export class AnalysisPanel {
       timestepInputs: content.timestepInputs,
       modelPath: content.modelPath,
     });
-  }
-
-  private post(message: HostToAnalysis): void {
-    void this.panel.webview.postMessage(message);
   }
 }
 

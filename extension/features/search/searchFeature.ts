@@ -15,6 +15,7 @@ import type { EngineHost } from '../engineHost';
 import { RUNS_FOLDER } from '../analysis/analysisFeature';
 import { requireTrust } from '../trust';
 import { fromWalkthrough, reachedMilestone } from '../walkthrough';
+import { OpenPanels } from '../webview/replayPanel';
 import { budgetLabel, budgetText, DEFAULT_SEARCH_FORM, searchFormWith, type SearchFormLimits } from './searchForm';
 import { EXPORT_QDQ_COMMAND, SearchPanel, SEARCH_VIEW_TYPE, type SearchFormContent, type SearchPanelHost } from './searchPanel';
 
@@ -23,8 +24,7 @@ export const OPEN_ALLOCATION_COMMAND = 'quantlens.openAllocation';
 export const SEARCH_FOLDER = path.join('.quantlens', 'search');
 
 export class SearchFeature implements SearchPanelHost, vscode.Disposable {
-  private readonly panels = new Set<SearchPanel>();
-  private lastRendered: { panel: SearchPanel; rendered: SearchRendered } | undefined;
+  private readonly panels = new OpenPanels<SearchPanel, SearchRendered>();
   private lastAllocation: string | undefined;
   private lastState: { status: 'running' | 'complete' | 'cancelled' | 'failed'; message?: string } | undefined;
 
@@ -49,7 +49,7 @@ export class SearchFeature implements SearchPanelHost, vscode.Disposable {
 
   // ----- test API -----
   searchRendered(): SearchRendered | undefined {
-    return this.lastRendered?.rendered;
+    return this.panels.lastRendered;
   }
 
   lastAllocationPath(): string | undefined {
@@ -149,7 +149,7 @@ export class SearchFeature implements SearchPanelHost, vscode.Disposable {
   }
 
   private async exportCommand(target: unknown): Promise<void> {
-    const panel = target instanceof SearchPanel ? target : this.lastRendered?.panel;
+    const panel = target instanceof SearchPanel ? target : this.panels.lastRenderedPanel;
     if (!panel?.report) {
       void vscode.window.showInformationMessage('QuantLens: finish a mixed-precision search first; its panel exports the QDQ model.');
       return;
@@ -187,7 +187,7 @@ export class SearchFeature implements SearchPanelHost, vscode.Disposable {
   }
 
   rendered(panel: SearchPanel, rendered: SearchRendered): void {
-    this.lastRendered = { panel, rendered };
+    this.panels.rendered(panel, rendered);
   }
 
   dispose(): void {
@@ -202,13 +202,6 @@ export class SearchFeature implements SearchPanelHost, vscode.Disposable {
       vscode.window.createWebviewPanel(SEARCH_VIEW_TYPE, 'Search', { viewColumn: column, preserveFocus: false }, { enableScripts: true });
     const panel = new SearchPanel(created, this.extensionUri, this);
     this.panels.add(panel);
-    created.onDidChangeViewState(() => {
-      if (!created.visible && this.lastRendered?.panel === panel) this.lastRendered = undefined;
-    });
-    panel.onDidDispose(() => {
-      this.panels.delete(panel);
-      if (this.lastRendered?.panel === panel) this.lastRendered = undefined;
-    });
     return panel;
   }
 

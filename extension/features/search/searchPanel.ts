@@ -1,12 +1,11 @@
 // Host half of one "QuantLens Search" panel: the launch form for a run, a search as it runs (progress, refinement
 // steps, Cancel), then the report (front, predicted against measured, the allocation heatmap) with Export QDQ and
-// Open allocation JSON. The webview does not keep its context when hidden: on every (re)load it says 'ready' and gets
-// the state again; the saved webview state holds the run or report path for the serializer.
+// Open allocation JSON. The saved webview state holds the run or report path for the serializer.
 import * as path from 'path';
 import * as vscode from 'vscode';
 import type { ExportReport, HostToSearch, SearchForm, SearchReport, SearchReportStep, SearchToHost } from '../../protocol/searchPanel';
 import type { SearchRendered } from '../../protocol/testApi';
-import { setUpWebview } from '../webview/setup';
+import { ReplayPanel } from '../webview/replayPanel';
 
 export const SEARCH_VIEW_TYPE = 'quantlens.search';
 /** The panel's Export button runs this command, so the walkthrough's export step sees it. */
@@ -36,32 +35,20 @@ export interface SearchPanelHost {
   rendered(panel: SearchPanel, rendered: SearchRendered): void;
 }
 
-export class SearchPanel {
+export class SearchPanel extends ReplayPanel<SearchToHost, HostToSearch> {
   private content: Content = { kind: 'empty' };
-  private ready = false;
-  disposed = false;
   /** The run the form or search is for (kept while the search runs, for New search). */
   runPath: string | undefined;
   /** Aborts the search in flight. */
   controller: AbortController | undefined;
   private lastStatus: Extract<HostToSearch, { type: 'status' }> | undefined;
-  private readonly disposables: vscode.Disposable[] = [];
-  private readonly disposedEmitter = new vscode.EventEmitter<void>();
-  readonly onDidDispose = this.disposedEmitter.event;
 
   constructor(
-    readonly panel: vscode.WebviewPanel,
+    panel: vscode.WebviewPanel,
     extensionUri: vscode.Uri,
     private readonly host: SearchPanelHost,
   ) {
-    setUpWebview(panel.webview, extensionUri, 'search', 'QuantLens Search');
-    this.disposables.push(
-      panel.webview.onDidReceiveMessage((message: SearchToHost) => this.onMessage(message)),
-      panel.onDidChangeViewState(() => {
-        if (!panel.visible) this.ready = false;
-      }),
-      panel.onDidDispose(() => this.dispose()),
-    );
+    super(panel, extensionUri, 'search', 'QuantLens Search');
   }
 
   get report(): SearchReport | undefined {
@@ -125,22 +112,16 @@ export class SearchPanel {
     this.post({ type: 'status', status, ...(message ? { message } : {}) });
   }
 
-  dispose(): void {
-    if (this.disposed) return;
-    this.disposed = true;
+  protected override beforeDispose(): void {
     this.controller?.abort();
-    this.disposables.forEach((d) => d.dispose());
-    this.disposables.length = 0;
-    this.disposedEmitter.fire();
-    this.disposedEmitter.dispose();
   }
 
   private setContent(content: Content): void {
     this.content = content;
-    if (this.ready) this.replay();
+    this.replayIfReady();
   }
 
-  private replay(): void {
+  protected replay(): void {
     const content = this.content;
     switch (content.kind) {
       case 'empty':
@@ -171,12 +152,8 @@ export class SearchPanel {
     if (this.lastStatus && this.lastStatus.status !== 'running') this.post(this.lastStatus);
   }
 
-  private onMessage(message: SearchToHost): void {
+  protected onMessage(message: SearchToHost): void {
     switch (message?.type) {
-      case 'ready':
-        this.ready = true;
-        this.replay();
-        break;
       case 'start':
         if (this.content.kind === 'form') this.host.start(this, message.form);
         break;
@@ -196,9 +173,5 @@ export class SearchPanel {
         this.host.rendered(this, message);
         break;
     }
-  }
-
-  private post(message: HostToSearch): void {
-    void this.panel.webview.postMessage(message);
   }
 }

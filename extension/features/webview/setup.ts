@@ -1,5 +1,5 @@
 // Points a webview at one of our app bundles (dist/webview/<app>.js, webview/<app>/<app>.css) with the shared shell;
-// the panels also get webview/shared/panel.css.
+// every webview also gets webview/shared/base.css, the panels webview/shared/panel.css.
 import * as vscode from 'vscode';
 import { makeNonce, webviewHtml } from './html';
 
@@ -8,7 +8,11 @@ export function setUpWebview(webview: vscode.Webview, extensionUri: vscode.Uri, 
   const codicons = vscode.Uri.joinPath(extensionUri, 'node_modules', '@vscode', 'codicons', 'dist');
   const styles = vscode.Uri.joinPath(extensionUri, 'webview', app);
   const shared = vscode.Uri.joinPath(extensionUri, 'webview', 'shared');
-  const sheets = [...(app === 'inspector' ? [] : [vscode.Uri.joinPath(shared, 'panel.css')]), vscode.Uri.joinPath(styles, `${app}.css`)];
+  const sheets = [
+    vscode.Uri.joinPath(shared, 'base.css'),
+    ...(app === 'inspector' ? [] : [vscode.Uri.joinPath(shared, 'panel.css')]),
+    vscode.Uri.joinPath(styles, `${app}.css`),
+  ];
   webview.options = { enableScripts: true, localResourceRoots: [dist, codicons, styles, shared] };
   webview.html = webviewHtml({
     title,
