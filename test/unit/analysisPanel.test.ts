@@ -104,6 +104,7 @@ describe('launch form and settings', () => {
     assert.throws(() => applyOverrides(form, { extraActivationTensors: ['k', ''] }), /analysis option extraActivationTensors/);
     const settings = analysisSettings(overridden, { model: sample, baseDir: '/', executionProvider: 'cpu', groups: [] });
     assert.deepEqual(settings.extraActivationTensors, ['blocks.0.attn.k']);
+    assert.match(formProblem({ ...overridden, activationBits: [] }) ?? '', /Extra tensors are quantized at the activation bits/);
   });
 
   it('refuses a form that measures nothing', () => {

@@ -75,6 +75,8 @@ export function launchForm(
   const unit = select<AnalysisForm['unit']>([{ value: 'layer', label: 'one layer at a time' }, { value: 'group', label: 'one group at a time' }], initial.unit);
   const calibration = h('input', { attrs: { type: 'text', placeholder: 'empty: seeded synthetic inputs', spellcheck: 'false' } });
   calibration.value = initial.calibrationSource;
+  const extraTensors = h('input', { attrs: { type: 'text', placeholder: 'none, e.g. model.layers.0.self_attn.k, …', spellcheck: 'false' } });
+  extraTensors.value = (initial.extraActivationTensors ?? []).join(', ');
   const samples = numberInput(initial.samples, 1, 4096);
   const inputs = [...new Set([...timestepInputs, ...(initial.timestepInput ? [initial.timestepInput] : [])])];
   const timestepInput = select([{ value: '', label: 'none (no timestep input)' }, ...inputs.map((name) => ({ value: name, label: name }))], initial.timestepInput);
@@ -97,6 +99,7 @@ export function launchForm(
       field('Activation scales', mode),
       field('Unit', unit, 'Groups come from the quantlens.analysis.groups setting (DiT defaults when empty).'),
       field('Calibration inputs', calibration, '.npy, .npz, .safetensors or a JSON manifest, relative to the workspace.'),
+      field('Also quantize tensors', extraTensors, 'Comma-separated tensor names, each its own unit at the activation bits: an LLM\'s attention K and V for KV-cache quantization.'),
       field('Samples', samples),
       field('Timestep input', timestepInput),
       field('Timesteps (evenly spaced in 0…999)', timestepCount),
@@ -117,6 +120,7 @@ export function launchForm(
       samples: Number(samples.value),
       timestepInput: timestepInput.value,
       timestepCount: Number(timestepCount.value),
+      extraActivationTensors: [...new Set(extraTensors.value.split(',').map((name) => name.trim()).filter((name) => name !== ''))],
     };
     const why = formProblem(edited);
     problem.textContent = why ?? '';

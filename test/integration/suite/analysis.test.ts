@@ -200,6 +200,40 @@ suite('Sensitivity analysis', () => {
     assert.equal(saved.settings.calibration.samples, 1);
   });
 
+  test('Extra activation tensors (attention K and V, as for KV-cache quantization) are measured as their own units; an unknown one is refused by name', async function () {
+    this.timeout(240_000);
+    const kv = ['blocks.0.attn/Gather_k_output', 'blocks.0.attn/Gather_v_output'];
+    const ended = async (before: string | undefined) =>
+      waitFor(
+        'the analysis to end',
+        () => {
+          const s = api.lastRunState();
+          return s && s.recordPath !== before && s.status !== 'running' ? s : undefined;
+        },
+        () => JSON.stringify(api.lastRunState()),
+        180_000,
+      );
+    let before = api.lastRunPath();
+    const options = { weightBits: [], activationBits: [4, 8], samples: 1, timestepCount: 1 };
+    await vscode.commands.executeCommand('quantlens.analyzeSensitivity', sample(), { ...options, extraActivationTensors: kv });
+    const state = await ended(before);
+    assert.equal(state.status, 'complete', state.message);
+    const run = JSON.parse(fs.readFileSync(state.recordPath, 'utf8')) as AnalysisRun;
+    assert.deepEqual(run.settings.extraActivationTensors, kv);
+    for (const tensor of kv) {
+      const sqnr = (setting: string) => run.rows.find((r) => r.unit === tensor && r.setting === setting)?.primary.sqnrDb;
+      const [a4, a8] = [sqnr('A4'), sqnr('A8')];
+      assert.ok(a4 !== undefined && a8 !== undefined, `${tensor} has rows for A4 and A8`);
+      assert.ok(a4 < a8, `${tensor}: A4 ${a4} dB should lose more than A8 ${a8} dB`);
+    }
+
+    before = api.lastRunPath();
+    await vscode.commands.executeCommand('quantlens.analyzeSensitivity', sample(), { ...options, extraActivationTensors: ['blocks.0.attn/no_such_tensor'] });
+    const refused = await ended(before);
+    assert.equal(refused.status, 'failed');
+    assert.match(refused.message ?? '', /dit-sample\.onnx.*no tensor named "blocks\.0\.attn\/no_such_tensor"/);
+  });
+
   test('Open Analysis Run restores a saved run in a new panel', async () => {
     await closeAllEditors();
     await waitFor('the panels to close', () => (api.analysisRendered() === undefined && !analysisTab() ? true : undefined));
