@@ -69,13 +69,13 @@ function pickChannels(name: string, count: number, limit: number): number[] {
 // A tiny graph builder: just enough to write the graph the way torch.onnx would export it.
 
 type Attribute = onnx.IAttributeProto;
-const attr = {
+export const attr = {
   int: (name: string, i: number): Attribute => ({ name, type: onnx.AttributeProto.AttributeType.INT, i }),
   ints: (name: string, ints: number[]): Attribute => ({ name, type: onnx.AttributeProto.AttributeType.INTS, ints }),
   float: (name: string, f: number): Attribute => ({ name, type: onnx.AttributeProto.AttributeType.FLOAT, f }),
 };
 
-class GraphBuilder {
+export class GraphBuilder {
   readonly nodes: onnx.INodeProto[] = [];
   readonly initializers: onnx.ITensorProto[] = [];
   private readonly names = new Set<string>();
@@ -428,7 +428,7 @@ function buildGraph(): onnx.IGraphProto {
   };
 }
 
-function tensorInfo(name: string, elemType: number, dims: Array<number | string>): onnx.IValueInfoProto {
+export function tensorInfo(name: string, elemType: number, dims: Array<number | string>): onnx.IValueInfoProto {
   return {
     name,
     type: {
