@@ -31,14 +31,18 @@ export function registerCommands(inspector: InspectorProvider, log: vscode.LogOu
       return false;
     }),
     vscode.commands.registerCommand(SHOW_LOG_COMMAND, () => log.show()),
-    // The walkthrough's first step. The sample is copied out of the extension's folder, which may be read-only and is
-    // replaced on update, so that runs and exports saved beside it (when no folder is open) survive.
+    // The walkthrough's first step (the DiT sample), or from the palette either sample. The samples are copied out of
+    // the extension's folder, which may be read-only and is replaced on update, so that runs and exports saved beside
+    // them (when no folder is open) survive. Tests pass { sample: 'llm' }.
     vscode.commands.registerCommand(OPEN_SAMPLE_COMMAND, async (arg?: unknown) => {
       const extensionUri = vscode.extensions.getExtension(EXTENSION_ID)?.extensionUri;
       if (!extensionUri) throw new Error(`QuantLens: extension ${EXTENSION_ID} not found`);
-      const sample = await copySample(vscode.Uri.joinPath(extensionUri, 'resources', 'sample'), vscode.Uri.joinPath(storage, 'sample'));
+      const asked = (arg as { sample?: unknown } | undefined)?.sample;
+      const choice = fromWalkthrough(arg) ? SAMPLES[0] : (SAMPLES.find((s) => s.id === asked) ?? (await pickSample()));
+      if (!choice) return;
+      const folder = await copySamples(vscode.Uri.joinPath(extensionUri, 'resources', 'sample'), vscode.Uri.joinPath(storage, 'sample'));
       const column = fromWalkthrough(arg) ? vscode.ViewColumn.Beside : vscode.ViewColumn.Active;
-      await vscode.commands.executeCommand('vscode.openWith', sample, INSPECTOR_VIEW_TYPE, column);
+      await vscode.commands.executeCommand('vscode.openWith', vscode.Uri.joinPath(folder, choice.file), INSPECTOR_VIEW_TYPE, column);
     }),
   ];
 }
@@ -70,17 +74,24 @@ async function browseForModel(): Promise<vscode.Uri | undefined> {
   return picked?.[0];
 }
 
-const SAMPLE_FILES = ['dit-sample.onnx', 'README.md'];
+const SAMPLES = [
+  { id: 'dit', file: 'dit-sample.onnx', label: 'DiT sample', detail: 'A diffusion transformer with a timestep input: per-timestep sensitivity' },
+  { id: 'llm', file: 'llm-sample.onnx', label: 'LLM sample', detail: 'A LLaMA-shaped decoder: weight-only, activation and KV-cache quantization' },
+] as const;
 
-/** Copies the sample's files into `to` unless a copy at least as new and of the same size is there; returns the model's copy. */
-async function copySample(from: vscode.Uri, to: vscode.Uri): Promise<vscode.Uri> {
+async function pickSample(): Promise<(typeof SAMPLES)[number] | undefined> {
+  return vscode.window.showQuickPick([...SAMPLES], { title: 'QuantLens: Open Sample Model', placeHolder: 'Which sample model?' });
+}
+
+/** Copies the samples and their README into `to` unless a copy at least as new and of the same size is there. */
+async function copySamples(from: vscode.Uri, to: vscode.Uri): Promise<vscode.Uri> {
   await vscode.workspace.fs.createDirectory(to);
-  for (const name of SAMPLE_FILES) {
+  for (const name of [...SAMPLES.map((sample) => sample.file), 'README.md']) {
     const source = vscode.Uri.joinPath(from, name);
     const target = vscode.Uri.joinPath(to, name);
     const [sourceStat, targetStat] = await Promise.all([vscode.workspace.fs.stat(source), vscode.workspace.fs.stat(target).then((s) => s, () => undefined)]);
     const current = targetStat && targetStat.size === sourceStat.size && targetStat.mtime >= sourceStat.mtime;
     if (!current) await vscode.workspace.fs.copy(source, target, { overwrite: true });
   }
-  return vscode.Uri.joinPath(to, SAMPLE_FILES[0]!);
+  return to;
 }

@@ -150,6 +150,21 @@ suite('Inspector', () => {
     await treeSelects(KNOWN_LAYER);
   });
 
+  test('QuantLens: Open Sample Model opens a copy of the LLM sample (outside the extension folder) in the inspector', async () => {
+    await vscode.commands.executeCommand('quantlens.openSample', { sample: 'llm' });
+    const input = vscode.window.tabGroups.activeTabGroup.activeTab?.input;
+    assert.ok(input instanceof vscode.TabInputCustom && input.viewType === VIEW_TYPE, 'the inspector is the active tab');
+    const copy = input.uri;
+    assert.equal(path.basename(copy.fsPath), 'llm-sample.onnx');
+    const bundled = vscode.extensions.getExtension('quantlens.quantlens')!.extensionUri.fsPath;
+    assert.ok(!copy.fsPath.startsWith(bundled), `${copy.fsPath} is a copy, not the extension's own file`);
+    assert.deepEqual(fs.readFileSync(copy.fsPath), fs.readFileSync(path.join(bundled, 'resources', 'sample', 'llm-sample.onnx')));
+    const llmLayers = expectedOnnxLayers(copy.fsPath);
+    assert.ok(llmLayers.includes('lm_head') && llmLayers.includes('model.layers.3.mlp.down_proj'), llmLayers.join(', '));
+    const render = await waitForRender(api, copy, 'the LLM sample', (r) => r.totalRows === llmLayers.length);
+    assert.ok(render.firstNames.every((name) => llmLayers.includes(name)));
+  });
+
   test('an open inspector inspects its file again when a training script writes a new model over it', async () => {
     const file = fixture(path.join('reexport', 'model.onnx'));
     fs.mkdirSync(path.dirname(file.fsPath), { recursive: true });
