@@ -16,7 +16,7 @@ import { searchAndVerify, type MeasuredPoint, type RefineStep, type SearchVerify
 import { pinsMatching } from './engine/search/session';
 import type { AnalysisRun, AnalysisSettings } from './protocol/analysis';
 import type { SearchBudget, SearchProblem } from './protocol/search';
-import { bitList, clean, collect, nonNegativeInteger, positiveInteger, splitList, truncateMiddle } from './cliShared';
+import { bitList, clean, collect, dimList, nonNegativeInteger, positiveInteger, splitList, truncateMiddle } from './cliShared';
 
 /** Weight bit-widths of the sweep started when a model is given instead of a run (16 = full precision is always there). */
 const DEFAULT_WEIGHT_BITS = [2, 3, 4, 6, 8];
@@ -39,6 +39,7 @@ interface SearchFlags {
   samples: number;
   timesteps?: number;
   calib?: string;
+  dims?: Record<string, number>;
   runOut?: string;
   threads?: number;
 }
@@ -69,6 +70,7 @@ export function addSearch(program: Command): void {
     .option('--samples <n>', `model given: calibration samples of the sweep (default ${DEFAULT_SAMPLES})`, positiveInteger, DEFAULT_SAMPLES)
     .option('--timesteps <n>', `model given: timesteps of the sweep, evenly spaced in 0..999 (default ${DEFAULT_TIMESTEPS} when the model has a timestep input)`, positiveInteger)
     .option('--calib <file>', 'model given: calibration inputs (.npy, .npz, .safetensors or a JSON manifest; default: seeded synthetic)')
+    .option('--dims <list>', 'model given: sizes of symbolic input dims, e.g. seq=16 (or input[axis]=size)', dimList)
     .option('--run-out <file>', 'model given: where to save the sweep\'s run record (default: beside --out, <name>.run.json)')
     .option('--threads <n>', 'onnxruntime threads per session', positiveInteger)
     .addHelpText(
@@ -113,7 +115,7 @@ async function sweep(model: string, flags: SearchFlags): Promise<AnalysisRun> {
     unit: 'layer',
     groups: [],
     exclude: [],
-    calibration: { ...(flags.calib ? { source: path.resolve(flags.calib) } : {}), samples: flags.samples, batch: 1, seed: 0, dims: {} },
+    calibration: { ...(flags.calib ? { source: path.resolve(flags.calib) } : {}), samples: flags.samples, batch: 1, seed: 0, dims: flags.dims ?? {} },
     ...(input ? { timestep: { input, values: evenlySpacedTimesteps(count) } } : {}),
     extraActivationTensors: [],
     executionProvider: 'cpu',

@@ -18,6 +18,8 @@ export interface AnalysisForm {
   timestepCount: number;
   /** Other tensors fake-quantized with the activation settings, each its own unit (e.g. attention K and V). */
   extraActivationTensors?: string[];
+  /** Sizes of symbolic input dims other than the batch, e.g. {"seq": 16}: quantlens.analysis.dims (the form does not show them). */
+  dims?: Record<string, number>;
 }
 
 export type HostToAnalysis =

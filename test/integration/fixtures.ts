@@ -5,6 +5,8 @@ import * as path from 'node:path';
 
 export const FIXTURES = {
   sample: 'dit-sample.onnx',
+  /** The LLaMA-shaped sample: token ids for input and a symbolic `seq` dim that needs a size. */
+  llmSample: 'llm-sample.onnx',
   /** The same sample in another folder, opened through the command so its render cannot be a leftover. */
   sampleViaCommand: path.join('via-command', 'dit-sample.onnx'),
   /** Another copy, opened after the damaged files to show the extension still works. */
@@ -221,6 +223,8 @@ export function writeWorkspace(workspace: string, sampleModel: string, harness: 
     fs.mkdirSync(path.dirname(at(copy)), { recursive: true });
     fs.copyFileSync(sampleModel, at(copy));
   }
+  // The LLM sample is bundled beside the DiT sample (resources/sample).
+  fs.copyFileSync(path.join(path.dirname(sampleModel), 'llm-sample.onnx'), at(FIXTURES.llmSample));
   const random = seededRandom(2024);
   const noise = Buffer.alloc(4096);
   for (let i = 0; i < noise.length; i++) noise[i] = Math.floor(random() * 256);

@@ -12,7 +12,7 @@ import * as ort from 'onnxruntime-node';
 import { runAnalysis } from '../../extension/engine/analysis/runner';
 import { planUnits } from '../../extension/engine/analysis/plan';
 import { ALL_UNIT, defaultGroups } from '../../extension/engine/analysis/settings';
-import { loadCalibration, withTimestep } from '../../extension/engine/calib';
+import { graphIntRanges, loadCalibration, withTimestep } from '../../extension/engine/calib';
 import { toOrtFeeds } from '../../extension/engine/calib/ortFeeds';
 import { ModelError } from '../../extension/engine/errors';
 import { layerNodes } from '../../extension/engine/instrument/plan';
@@ -198,7 +198,9 @@ describe('per-timestep W4 and A8 analysis of the sample', () => {
   });
 
   it('single-layer and "*" W4 rows equal rebuilt models run in separate sessions', async () => {
-    const calibration = await loadCalibration(SAMPLE, sampleInputs, { samples: 2, batch: 1, seed: 3, timestep: { input: 't', values: timesteps } });
+    // The runner's feeds: y drawn from the rows of the class embedding it indexes, as graphIntRanges says.
+    const intRanges = graphIntRanges(onnx.ModelProto.decode(fs.readFileSync(SAMPLE)).graph as onnx.IGraphProto, sampleInputs);
+    const calibration = await loadCalibration(SAMPLE, sampleInputs, { samples: 2, batch: 1, seed: 3, intRanges, timestep: { input: 't', values: timesteps } });
     const tInput = sampleInputs.find((i) => i.name === 't') as ValueInfo;
     const original = await ort.InferenceSession.create(SAMPLE, { logSeverityLevel: 3 });
     const cases = [

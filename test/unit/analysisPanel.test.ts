@@ -107,6 +107,25 @@ describe('launch form and settings', () => {
     assert.match(formProblem({ ...overridden, activationBits: [] }) ?? '', /Extra tensors are quantized at the activation bits/);
   });
 
+  it('takes symbolic dim sizes from the settings and the command, and passes them to the engine', () => {
+    const llmInputs: ValueInfo[] = [{ name: 'input_ids', dtype: 'I64', shape: ['batch', 'seq'] }];
+    const { form } = formFromConfig({ dims: { seq: 16, 'x[2]': 32, bad: 0, half: 1.5, text: '8', '': 4 } }, llmInputs);
+    assert.deepEqual(form.dims, { seq: 16, 'x[2]': 32 }, 'sizes that are not positive integers, and an empty name, are dropped');
+    assert.deepEqual(formFromConfig({}, llmInputs).form.dims, {});
+    assert.deepEqual(formFromConfig({ dims: [16] }, llmInputs).form.dims, {});
+    const overridden = applyOverrides(form, { dims: { seq: 8 } });
+    assert.deepEqual(overridden.dims, { seq: 8 }, 'the command replaces the settings\' dims');
+    // A hostile key stays a plain key.
+    assert.ok(Object.hasOwn(applyOverrides(form, JSON.parse('{"dims": {"__proto__": 3}}')).dims ?? {}, '__proto__'));
+    for (const bad of [{ seq: 0 }, { seq: 2.5 }, { seq: '8' }, [8], 'seq=8', null]) {
+      assert.throws(() => applyOverrides(form, { dims: bad }), (err: Error) => err.message === `analysis option dims: ${JSON.stringify(bad)} is not valid`);
+    }
+    const settings = analysisSettings(overridden, { model: sample, baseDir: '/', executionProvider: 'cpu', groups: [] });
+    assert.deepEqual(settings.calibration.dims, { seq: 8 });
+    const { dims: _, ...withoutDims } = overridden;
+    assert.deepEqual(analysisSettings(withoutDims, { model: sample, baseDir: '/', executionProvider: 'cpu', groups: [] }).calibration.dims, {}, 'a form without dims');
+  });
+
   it('refuses a form that measures nothing', () => {
     const form = { ...FORM_DEFAULTS, weightBits: [], activationBits: [] };
     assert.match(formProblem(form) ?? '', /at least one/);

@@ -482,7 +482,7 @@ describe('synthetic inputs', () => {
       'input "x"',
       '"p2o.DynamicDimension.1"',
       'axis 3',
-      'set it in the calibration dims',
+      'set quantlens.analysis.dims (editor) or --dims (CLI), e.g. {"p2o.DynamicDimension.1": 16}',
     ]);
     const set = await loadCalibration(PPOCR_REC, recInputs, { dims: { 'p2o.DynamicDimension.1': 160 }, samples: 1, seed: 3 });
     assert.deepEqual(set.samples[0].x.shape, [1, 3, 48, 160]);

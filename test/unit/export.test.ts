@@ -24,7 +24,7 @@ import * as os from 'os';
 import * as path from 'path';
 import { onnx } from 'onnx-proto';
 import * as ort from 'onnxruntime-node';
-import { loadCalibration, withTimestep, type Feeds } from '../../extension/engine/calib';
+import { graphIntRanges, loadCalibration, withTimestep, type Feeds } from '../../extension/engine/calib';
 import { toOrtFeeds } from '../../extension/engine/calib/ortFeeds';
 import { ModelError } from '../../extension/engine/errors';
 import {
@@ -221,7 +221,9 @@ async function scenario(file: string, pick: (layer: LayerInfo, index: number) =>
   const chosen = Object.fromEntries(layers.flatMap((layer, i) => (pick(layer, i) ? [[layer.name, pick(layer, i) as LayerAllocation]] : [])));
   const alloc = allocation(path.basename(file), [{ timesteps, label: rangeLabel(timesteps), layers: chosen }]);
   const result = await exportQdq(file, alloc, { outPath: out, calibration, measure: true });
-  const set = await loadCalibration(file, inputs, calibration);
+  // The export's feeds: integer inputs drawn from the rows of the tables they index, as graphIntRanges says.
+  const intRanges = graphIntRanges(onnx.ModelProto.decode(fs.readFileSync(file)).graph as onnx.IGraphProto, inputs);
+  const set = await loadCalibration(file, inputs, { ...calibration, intRanges });
   const t = inputs.find((i) => i.name === 't');
   const feeds = timesteps && t ? timesteps.flatMap((value) => set.samples.map((s) => withTimestep(s, 't', value, t))) : set.samples;
   const exported = onnx.ModelProto.decode(fs.readFileSync(out));

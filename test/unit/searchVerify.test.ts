@@ -11,7 +11,7 @@ import { onnx } from 'onnx-proto';
 import * as ort from 'onnxruntime-node';
 import { runAnalysis } from '../../extension/engine/analysis/runner';
 import { quantSettings } from '../../extension/engine/analysis/settings';
-import { loadCalibration, withTimestep } from '../../extension/engine/calib';
+import { graphIntRanges, loadCalibration, withTimestep } from '../../extension/engine/calib';
 import { toOrtFeeds } from '../../extension/engine/calib/ortFeeds';
 import { loadAllocation, validateAllocation } from '../../extension/engine/export/allocation';
 import { openModel } from '../../extension/engine/model/open';
@@ -124,7 +124,9 @@ interface Independent {
 
 /** Relative noise power per timestep over the samples, mean over each range's timesteps, summed over ranges. */
 async function independentError(ranges: { timesteps: number[]; bits: Record<string, number> }[]): Promise<Independent> {
-  const calibration = await loadCalibration(SAMPLE, inputs, { samples: 1, batch: 1, seed: 0, dims: {}, timestep: { input: 't', values: TIMESTEPS } });
+  // The meter's feeds: y drawn from the rows of the class embedding it indexes, as graphIntRanges says.
+  const intRanges = graphIntRanges(onnx.ModelProto.decode(fs.readFileSync(SAMPLE)).graph as onnx.IGraphProto, inputs);
+  const calibration = await loadCalibration(SAMPLE, inputs, { samples: 1, batch: 1, seed: 0, dims: {}, intRanges, timestep: { input: 't', values: TIMESTEPS } });
   const tInput = inputs.find((input) => input.name === 't') as ValueInfo;
   const original = await ort.InferenceSession.create(SAMPLE, { intraOpNumThreads: 1 });
   let error = 0;
@@ -382,6 +384,20 @@ describe('quantlens search', () => {
     const allocation = await loadAllocation(out);
     assert.deepEqual(allocation.ranges.map((range) => range.label), ['999', '0']);
     assert.ok(fs.existsSync(path.join(dir, 'from-model.run.json')));
+  });
+
+  it('sweeps the LLM sample given instead of a run: --dims sizes its sequence, without it the error says how', async () => {
+    const llm = path.resolve(__dirname, '..', '..', '..', 'resources', 'sample', 'llm-sample.onnx');
+    const out = path.join(dir, 'llm.json');
+    const unsized = quantlens('search', llm, '--budget', '6bits', '--weights', '4,8', '--samples', '1', '--out', out);
+    assert.equal(unsized.code, 2);
+    assert.match(unsized.stderr, /llm-sample\.onnx: .*symbolic dim "seq" .*--dims/);
+    const child = quantlens('search', llm, '--budget', '6bits', '--weights', '4,8', '--samples', '1', '--dims', 'seq=8', '--threads', '1', '--out', out);
+    assert.equal(child.code, 0, child.stderr);
+    const allocation = await loadAllocation(out);
+    assert.ok(Object.keys(allocation.ranges[0]!.layers).includes('lm_head'));
+    const run = JSON.parse(fs.readFileSync(path.join(dir, 'llm.run.json'), 'utf8')) as { settings: { calibration: { dims: Record<string, number> } } };
+    assert.deepEqual(run.settings.calibration.dims, { seq: 8 });
   });
 
   it('refuses an infeasible budget, an unreadable budget and a pattern that matches nothing, exiting non-zero', () => {

@@ -121,6 +121,8 @@ export function launchForm(
       timestepInput: timestepInput.value,
       timestepCount: Number(timestepCount.value),
       extraActivationTensors: [...new Set(extraTensors.value.split(',').map((name) => name.trim()).filter((name) => name !== ''))],
+      // Not edited here (quantlens.analysis.dims): kept as the settings gave them.
+      ...(initial.dims ? { dims: initial.dims } : {}),
     };
     const why = formProblem(edited);
     problem.textContent = why ?? '';

@@ -27,7 +27,7 @@ import type {
 } from '../../protocol/analysis';
 import type { AnalysisEvent } from '../../protocol/engine';
 import type { LayerInfo } from '../../protocol/records';
-import { loadCalibration, withTimestep, type CalibrationSet } from '../calib';
+import { graphIntRanges, loadCalibration, withTimestep, type CalibrationSet } from '../calib';
 import { floatToHalfBits } from '../calib/ndarray';
 import { toOrtFeeds } from '../calib/ortFeeds';
 import { CancelledError, ModelError } from '../errors';
@@ -287,6 +287,7 @@ class Sweep {
       batch: settings.calibration.batch,
       seed: settings.calibration.seed,
       dims: settings.calibration.dims,
+      intRanges: graphIntRanges(model.graph as onnx.GraphProto, summary.inputs),
       ...(settings.timestep ? { timestep: settings.timestep } : {}),
     });
     this.warnings.push(...calibration.warnings);

@@ -31,7 +31,10 @@ interface Settings {
   batch: number;
   seed: number;
   dims: Record<string, number>;
-  intRange: readonly [number, number];
+  /** Range of each synthetic integer input that does not take the default. */
+  intRanges: Map<string, readonly [number, number]>;
+  /** The inputs whose range comes from a table they index (`intRanges` of the spec), said in the description. */
+  indexed: { input: string; range: readonly [number, number]; table: string }[];
   timestep?: { input: string; values: number[] };
   warnings: string[];
 }
@@ -75,15 +78,31 @@ function checkSettings(modelFile: string, inputs: ValueInfo[], spec: Calibration
       refuse(`input ${quote(input.name)} has dtype ${input.dtype}; calibration feeds ${FEED_DTYPES.join(', ')}`);
     }
   }
-  const intRange = spec.intRange ?? DEFAULT_INT_RANGE;
-  const [low, high] = intRange;
-  if (!Number.isSafeInteger(low) || !Number.isSafeInteger(high) || low >= high) {
-    refuse(`intRange must be two integers [low, high) with low < high (got [${intRange.join(', ')}])`);
-  }
-  for (const input of inputs) {
-    const limits = INT_LIMITS[input.dtype as FeedDType];
-    if (limits && (low < limits[0] || high - 1 > limits[1])) {
-      refuse(`intRange [${low}, ${high}) does not fit input ${quote(input.name)}'s ${input.dtype} (${limits[0]}..${limits[1]})`);
+  const checkRange = (what: string, range: readonly [number, number], applied: readonly ValueInfo[]) => {
+    const [low, high] = range;
+    if (!Number.isSafeInteger(low) || !Number.isSafeInteger(high) || low >= high) {
+      refuse(`${what} must be two integers [low, high) with low < high (got [${range.join(', ')}])`);
+    }
+    for (const input of applied) {
+      const limits = INT_LIMITS[input.dtype as FeedDType];
+      if (limits && (low < limits[0] || high - 1 > limits[1])) {
+        refuse(`${what} [${low}, ${high}) does not fit input ${quote(input.name)}'s ${input.dtype} (${limits[0]}..${limits[1]})`);
+      }
+    }
+  };
+  const intRanges = new Map<string, readonly [number, number]>();
+  const indexed: Settings['indexed'] = [];
+  if (spec.intRange) {
+    // The user's one range wins over what the graph suggests, for every input.
+    checkRange('intRange', spec.intRange, inputs);
+    for (const input of inputs) intRanges.set(input.name, spec.intRange);
+  } else {
+    for (const [name, { range, table }] of Object.entries(spec.intRanges ?? {})) {
+      const input = inputs.find((i) => i.name === name);
+      if (!input || !INT_LIMITS[input.dtype as FeedDType]) refuse(`intRanges names ${quote(name)}, which is not an integer input of the model`);
+      checkRange(`intRanges ${quote(name)}`, range, [input as ValueInfo]);
+      intRanges.set(name, range);
+      indexed.push({ input: name, range, table });
     }
   }
 
@@ -96,7 +115,7 @@ function checkSettings(modelFile: string, inputs: ValueInfo[], spec: Calibration
     if (values.length === 0 || !values.every(Number.isFinite)) refuse('timestep values must be a non-empty list of numbers');
     timestep = { input, values: values.slice() };
   }
-  return { modelFile, inputs, samples, batch, seed, dims, intRange, timestep, warnings };
+  return { modelFile, inputs, samples, batch, seed, dims, intRanges, indexed, timestep, warnings };
 }
 
 /**
@@ -119,11 +138,20 @@ function synthetic(s: Settings): CalibrationSet {
       feeds[input.name] =
         input.name === s.timestep?.input
           ? filledTensor(dtype, shapes[i], s.timestep.values[0])
-          : syntheticTensor(dtype, shapes[i], s.seed, input.name, k, s.intRange);
+          : syntheticTensor(dtype, shapes[i], s.seed, input.name, k, s.intRanges.get(input.name) ?? DEFAULT_INT_RANGE);
     });
     samples.push(feeds);
   }
-  return { samples, timestep: s.timestep, description: `synthetic seed ${s.seed}`, warnings: s.warnings };
+  // Said in the warnings too: nothing else shows the description, and ids from a table's rows are a guess at the data.
+  const notes = s.indexed
+    .filter(({ input }) => input !== s.timestep?.input)
+    .map(({ input, range, table }) => `input ${quote(input)}: synthetic ids in [${range[0]}, ${range[1]}), the rows of ${quote(table)} that it indexes`);
+  return {
+    samples,
+    timestep: s.timestep,
+    description: [`synthetic seed ${s.seed}`, ...notes].join('; '),
+    warnings: [...s.warnings, ...notes],
+  };
 }
 
 /** Which array of which file feeds an input. */

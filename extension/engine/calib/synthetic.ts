@@ -58,16 +58,9 @@ export function resolveShape(modelFile: string, input: ValueInfo, values: DimVal
     }
     if (isBatchLike(dim, axis)) return values.batch;
     const where = `input ${JSON.stringify(input.name)} ${formatShape(input.shape)}`;
-    if (dim === null) {
-      throw new ModelError(
-        modelFile,
-        `${where}: axis ${axis} has no size and no name; set it in the calibration dims, e.g. {"${axisKey(input.name, axis)}": <size>}`,
-      );
-    }
-    throw new ModelError(
-      modelFile,
-      `${where}: symbolic dim ${JSON.stringify(dim)} (axis ${axis}) has no size; set it in the calibration dims, e.g. {${JSON.stringify(dim)}: <size>}`,
-    );
+    const key = JSON.stringify(dim ?? axisKey(input.name, axis));
+    const what = dim === null ? `axis ${axis} has no size and no name` : `symbolic dim ${key} (axis ${axis}) has no size`;
+    throw new ModelError(modelFile, `${where}: ${what}; set quantlens.analysis.dims (editor) or --dims (CLI), e.g. {${key}: 16}`);
   });
 }
 

@@ -37,10 +37,24 @@ export interface CalibrationSpec {
    * input, for dims the model leaves unnamed.
    */
   dims?: Record<string, number>;
-  /** Synthetic integer inputs are uniform in [low, high). Default [0, 10): a class label. */
+  /**
+   * Every synthetic integer input is uniform in [low, high); set, it wins over `intRanges`. Default [0, 10): a class
+   * label.
+   */
   intRange?: [number, number];
+  /**
+   * Synthetic integer inputs by name: the range the graph implies (graphIntRanges: an input that indexes an embedding
+   * table draws from its rows). Inputs not named here get the default.
+   */
+  intRanges?: Record<string, InputIntRange>;
   /** Diffusion models: the timestep input and the timesteps to analyze one by one. */
   timestep?: { input: string; values: number[] };
+}
+
+/** One input's synthetic range and the stored table whose rows it indexes (named in the set's description and warnings). */
+export interface InputIntRange {
+  range: [number, number];
+  table: string;
 }
 
 export interface CalibrationSet {

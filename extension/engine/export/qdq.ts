@@ -43,7 +43,7 @@ import type { Metrics } from '../../protocol/analysis';
 import type { LayerInfo, ValueInfo } from '../../protocol/records';
 import { MetricSums } from '../analysis/metrics';
 import { DEFAULT_PERCENTILE } from '../analysis/settings';
-import { detectTimestepInput, loadCalibration, withTimestep, type CalibrationSpec, type Feeds } from '../calib';
+import { detectTimestepInput, graphIntRanges, loadCalibration, withTimestep, type CalibrationSpec, type Feeds } from '../calib';
 import { toOrtFeeds } from '../calib/ortFeeds';
 import { ModelError } from '../errors';
 import { fakeQuantGraph } from '../instrument/fakeQuant';
@@ -332,7 +332,11 @@ class Exporter {
 
     let feeds: Feeds[] = [];
     if (points.length > 0 || options.measure) {
-      const calibration = await loadCalibration(file, summary.inputs, { ...options.calibration, timestep: undefined });
+      const calibration = await loadCalibration(file, summary.inputs, {
+        ...options.calibration,
+        intRanges: graphIntRanges(graph, summary.inputs),
+        timestep: undefined,
+      });
       this.notes.push(...calibration.warnings);
       feeds = rangeFeeds(calibration.samples, range.timesteps, timestepInput);
     }

@@ -16,7 +16,7 @@ import type { Metrics } from '../../protocol/analysis';
 import type { LayerInfo } from '../../protocol/records';
 import { MetricSums } from '../analysis/metrics';
 import { DEFAULT_PERCENTILE } from '../analysis/settings';
-import { loadCalibration, withTimestep, type CalibrationSet, type CalibrationSpec } from '../calib';
+import { graphIntRanges, loadCalibration, withTimestep, type CalibrationSet, type CalibrationSpec } from '../calib';
 import { floatToHalfBits } from '../calib/ndarray';
 import { toOrtFeeds } from '../calib/ortFeeds';
 import { CancelledError, ModelError } from '../errors';
@@ -191,7 +191,10 @@ export class AllocationMeter {
     if (summary.format !== 'onnx') throw new ModelError(modelFile, 'measuring an allocation runs ONNX models; a safetensors checkpoint has no graph to run');
     if (summary.externalDataFiles.length > 0) throw new ModelError(modelFile, 'measuring an allocation does not yet run models with external data files');
     const model = await loadOnnxModel(modelFile);
-    const calibration = await loadCalibration(modelFile, summary.inputs, settings.calibration);
+    const calibration = await loadCalibration(modelFile, summary.inputs, {
+      ...settings.calibration,
+      intRanges: graphIntRanges(model.graph as onnx.GraphProto, summary.inputs),
+    });
     if (options.signal?.aborted) throw new CancelledError();
     const warnings = [...calibration.warnings];
 

@@ -23,6 +23,7 @@ export interface AnalysisConfig {
   groupSize?: unknown;
   unit?: unknown;
   samples?: unknown;
+  dims?: unknown;
   timesteps?: unknown;
   calibrationSource?: unknown;
   executionProvider?: unknown;
@@ -42,6 +43,7 @@ export const FORM_DEFAULTS: AnalysisForm = {
   timestepInput: '',
   timestepCount: 10,
   extraActivationTensors: [],
+  dims: {},
 };
 
 const isInt = (x: unknown): x is number => typeof x === 'number' && Number.isInteger(x);
@@ -56,6 +58,16 @@ function bitsList(value: unknown, fallback: number[]): number[] {
 function tensorNames(value: unknown): string[] {
   if (!Array.isArray(value)) return [];
   return [...new Set(value.filter((n): n is string => typeof n === 'string').map((n) => n.trim()).filter((n) => n !== ''))];
+}
+
+/**
+ * Sizes of symbolic input dims from user JSON: dim name or "input[axis]" → positive integer. Entries that are not
+ * (an empty name, a size that is not a positive integer) are dropped.
+ */
+function dimSizes(value: unknown): Record<string, number> {
+  if (typeof value !== 'object' || value === null || Array.isArray(value)) return {};
+  // fromEntries defines own properties, so a key such as "__proto__" stays a plain key.
+  return Object.fromEntries(Object.entries(value).filter(([name, size]) => name !== '' && Number.isSafeInteger(size) && (size as number) >= 1));
 }
 
 function intIn(value: unknown, min: number, max: number, fallback: number): number {
@@ -81,6 +93,7 @@ export function formFromConfig(config: AnalysisConfig, inputs: readonly ValueInf
     timestepInput: detected ?? '',
     timestepCount: intIn(config.timesteps, 1, MAX_TIMESTEP + 1, FORM_DEFAULTS.timestepCount),
     extraActivationTensors: tensorNames(config.extraActivationTensors),
+    dims: dimSizes(config.dims),
   };
   return { form, timestepInputs };
 }
@@ -121,6 +134,11 @@ export function applyOverrides(base: AnalysisForm, overrides: unknown): Analysis
       case 'extraActivationTensors':
         if (!Array.isArray(value) || tensorNames(value).length !== value.length) throw bad();
         form.extraActivationTensors = tensorNames(value);
+        break;
+      case 'dims':
+        if (typeof value !== 'object' || value === null || Array.isArray(value)) throw bad();
+        if (Object.keys(dimSizes(value)).length !== Object.keys(value).length) throw bad();
+        form.dims = dimSizes(value);
         break;
       case 'groupSize':
       case 'samples':
@@ -178,7 +196,7 @@ export function analysisSettings(form: AnalysisForm, context: SettingsContext): 
       samples: form.samples,
       batch: 1,
       seed: 0,
-      dims: {},
+      dims: { ...form.dims },
     },
     ...(form.timestepInput
       ? { timestep: { input: form.timestepInput, values: evenlySpacedTimesteps(form.timestepCount, MAX_TIMESTEP) } }

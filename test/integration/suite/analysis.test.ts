@@ -1,7 +1,7 @@
 // Sensitivity analysis from the editor, inside a real VS Code: the command runs W4/W8/A8 on two timesteps of the
 // sample in the engine process, the panel's heatmap reports every cell, the record is on disk with the plan's rows;
 // the browser side clicks a cell (the inspector must show that layer) and "Export CSV"; the panel survives being
-// hidden, and "Open Analysis Run" restores a saved run.
+// hidden, and "Open Analysis Run" restores a saved run. The LLM sample runs once its `seq` dim has a size.
 import * as assert from 'node:assert/strict';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
@@ -240,5 +240,43 @@ suite('Sensitivity analysis', () => {
     await vscode.commands.executeCommand('quantlens.openRun', vscode.Uri.file(recordPath));
     assert.deepEqual(await waitForFullRender('the reopened run to draw'), fullRender());
     assert.ok(analysisTab(), 'no sensitivity panel tab after Open Analysis Run');
+  });
+
+  test('The LLM sample runs on synthetic token ids from its vocabulary once its seq dim has a size; without one the run fails naming seq and quantlens.analysis.dims', async function () {
+    this.timeout(240_000);
+    const llm = fixture(FIXTURES.llmSample);
+    const llmLayers = expectedOnnxLayers(llm.fsPath);
+    assert.equal(llmLayers.length, 29, '4 layers × 7 projections + lm_head');
+    const ended = async (before: string | undefined) =>
+      waitFor(
+        'the analysis of the LLM sample to end',
+        () => {
+          const s = api.lastRunState();
+          return s && s.recordPath !== before && s.status !== 'running' ? s : undefined;
+        },
+        () => JSON.stringify(api.lastRunState()),
+        180_000,
+      );
+    const options = { weightBits: [8], activationBits: [], samples: 1 };
+
+    let before = api.lastRunPath();
+    await vscode.commands.executeCommand('quantlens.analyzeSensitivity', llm, { ...options, dims: { seq: 8 } });
+    const state = await ended(before);
+    assert.equal(state.status, 'complete', state.message);
+    const run = JSON.parse(fs.readFileSync(state.recordPath, 'utf8')) as AnalysisRun;
+    assert.deepEqual(run.settings.calibration.dims, { seq: 8 });
+    assert.deepEqual([...run.plan.units].sort(), [...llmLayers, '*'].sort());
+    assert.equal(run.rows.length, llmLayers.length + 1);
+    for (const row of run.rows) assert.ok(Number.isFinite(row.primary.sqnrDb), `${row.unit} ${row.setting}: ${row.primary.sqnrDb} dB`);
+    assert.ok(
+      run.warnings?.some((w) => w.includes('"input_ids"') && w.includes('[0, 512)') && w.includes('"model.embed_tokens.weight"')),
+      `the record says where the token ids came from: ${JSON.stringify(run.warnings)}`,
+    );
+
+    before = api.lastRunPath();
+    await vscode.commands.executeCommand('quantlens.analyzeSensitivity', llm, options);
+    const refused = await ended(before);
+    assert.equal(refused.status, 'failed');
+    assert.match(refused.message ?? '', /llm-sample\.onnx.*symbolic dim "seq".*quantlens\.analysis\.dims \(editor\) or --dims \(CLI\)/);
   });
 });
