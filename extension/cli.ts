@@ -103,6 +103,7 @@ interface AnalyzeFlags {
   actSymmetric?: boolean;
   percentile: number;
   groupSize: number;
+  weightAsym?: boolean;
   unit: 'layer' | 'group';
   groups?: string;
   exclude: string[];
@@ -137,6 +138,7 @@ function addAnalyze(program: Command): void {
     .option('--act-symmetric', 'symmetric activation quantization (default: asymmetric, with a zero point)')
     .option('--percentile <p>', 'static-percentile: the percentile of |x| that sets the range', percentileValue, DEFAULT_PERCENTILE)
     .option('--group-size <n>', 'weights: one scale per group of n input elements; 0 = one per output channel', nonNegativeInteger, 0)
+    .option('--weight-asym', 'asymmetric weight quantization: a zero point per channel or group, codes 0…2^b−1 (default: symmetric)')
     .option('--unit <unit>', 'quantize one "layer" or one "group" at a time (also always "*": everything at once)', unitKind, 'layer')
     .option('--groups <file>', 'JSON list of groups [{"name", "patterns": [regex...], "metricTensor"?}] (default: DiT-style attn, cross_attn, attn_temp, mlp, adaLN)')
     .option('--exclude <regex>', 'leave out layers whose name matches (repeatable)', collect, [] as string[])
@@ -229,6 +231,7 @@ async function analysisSettings(model: string, flags: AnalyzeFlags): Promise<Ana
       activationBits,
       combine: flags.weights !== undefined && flags.acts !== undefined,
       groupSize: flags.groupSize,
+      weightSymmetric: flags.weightAsym !== true,
       activationMode: flags.actMode,
       activationSymmetric: flags.actSymmetric === true,
       percentile: flags.percentile,

@@ -36,6 +36,7 @@ interface SearchFlags {
   settings?: string[];
   metric: 'noise' | 'mse';
   weights: number[];
+  weightAsym?: boolean;
   samples: number;
   timesteps?: number;
   calib?: string;
@@ -67,6 +68,7 @@ export function addSearch(program: Command): void {
     .option('--settings <ids>', 'the run\'s settings to choose from, e.g. W4,W8 (default: all; full precision is always a choice)', idList)
     .option('--metric <metric>', 'predicted error: "noise" (relative noise power of the output, 10^(−SQNR/10)) or "mse"', metricValue, 'noise')
     .option('--weights <bits>', `model given: weight bit-widths of the sweep (default ${DEFAULT_WEIGHT_BITS.join(',')})`, bitList, DEFAULT_WEIGHT_BITS)
+    .option('--weight-asym', 'model given: asymmetric weight quantization in the sweep (a zero point per channel; default symmetric)')
     .option('--samples <n>', `model given: calibration samples of the sweep (default ${DEFAULT_SAMPLES})`, positiveInteger, DEFAULT_SAMPLES)
     .option('--timesteps <n>', `model given: timesteps of the sweep, evenly spaced in 0..999 (default ${DEFAULT_TIMESTEPS} when the model has a timestep input)`, positiveInteger)
     .option('--calib <file>', 'model given: calibration inputs (.npy, .npz, .safetensors or a JSON manifest; default: seeded synthetic)')
@@ -111,7 +113,15 @@ async function sweep(model: string, flags: SearchFlags): Promise<AnalysisRun> {
   if (count > 1000) throw new InvalidArgumentError(`--timesteps ${count}: at most 1000 distinct timesteps fit in 0..999.`);
   const settings: AnalysisSettings = {
     model: path.resolve(model),
-    settings: quantSettings({ weightBits: flags.weights, activationBits: [], combine: false, groupSize: 0, activationMode: 'dynamic-token', activationSymmetric: false }),
+    settings: quantSettings({
+      weightBits: flags.weights,
+      activationBits: [],
+      combine: false,
+      groupSize: 0,
+      weightSymmetric: flags.weightAsym !== true,
+      activationMode: 'dynamic-token',
+      activationSymmetric: false,
+    }),
     unit: 'layer',
     groups: [],
     exclude: [],
@@ -123,7 +133,7 @@ async function sweep(model: string, flags: SearchFlags): Promise<AnalysisRun> {
   const out = path.resolve(flags.out);
   const recordPath = flags.runOut ?? `${out.slice(0, out.length - path.extname(out).length)}.run.json`;
   process.stderr.write(
-    `search: sensitivity sweep of ${path.basename(model)} first (weights ${flags.weights.map((b) => `W${b}`).join(', ')}; ` +
+    `search: sensitivity sweep of ${path.basename(model)} first (weights ${flags.weights.map((b) => `W${b}`).join(', ')}${flags.weightAsym ? ' asymmetric' : ''}; ` +
       `${flags.samples} sample${flags.samples > 1 ? 's' : ''}${input ? `, ${count} timestep${count > 1 ? 's' : ''}` : ''}) → ${recordPath}\n`,
   );
   const run = await runAnalysis(settings, { recordPath, ...(flags.threads ? { threads: flags.threads } : {}) });

@@ -70,8 +70,12 @@ export interface AllocationFile {
   measured?: AllocationMeasurement;
   /** In sampling order (largest timesteps first); at least one. */
   ranges: AllocationRange[];
-  /** Defaults for the layers' weight quantization (symmetric round-to-nearest, quantizeWeight). */
-  weight: { granularity: AllocationGranularity };
+  /**
+   * How the layers' weights are quantized (round-to-nearest, quantizeWeight): `granularity` is the default of layers
+   * that do not say; `symmetric` holds for every layer (default true, as in files written before it existed; false:
+   * a zero point per channel or group, codes 0…2^b − 1).
+   */
+  weight: { granularity: AllocationGranularity; symmetric?: boolean };
   /**
    * How activations were quantized when the allocation was measured. The exported QDQ model always uses static
    * per-tensor scales: 'dynamic-token' (a scale per token each forward pass) has no QDQ form, so export calibrates

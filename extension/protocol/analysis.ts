@@ -16,7 +16,9 @@ export type WeightGranularity = { kind: 'channel' } | { kind: 'group'; size: num
 export interface QuantSetting {
   /** Short id used in rows and on axes: "W4", "W8", "A8", "W4A8". */
   id: string;
-  weight?: { bits: number; granularity: WeightGranularity };
+  /** `symmetric` (default true, as records written before it existed): false = asymmetric with a zero point per
+   *  block (weightQuant.ts). One run is all symmetric or all asymmetric for weights. */
+  weight?: { bits: number; granularity: WeightGranularity; symmetric?: boolean };
   /** `percentile` (static-percentile only): in percent, default 99.99; the range is that percentile of |x|
    *  (symmetric) or the (100 − p)th and pth percentiles of x (asymmetric). */
   activation?: { bits: number; mode: ActivationMode; symmetric: boolean; percentile?: number };

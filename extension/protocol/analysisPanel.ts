@@ -10,6 +10,8 @@ export interface AnalysisForm {
   combine?: boolean;
   /** 0 = per channel. */
   groupSize: number;
+  /** Weights symmetric (default) or asymmetric with a zero point per channel or group. */
+  weightSymmetric?: boolean;
   unit: 'layer' | 'group';
   calibrationSource: string;
   samples: number;

@@ -4,6 +4,7 @@
 // a killed engine process, bad calibration files, and shards merged back into the unsharded run.
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
+import { spawnSync } from 'child_process';
 import * as fs from 'fs';
 import * as os from 'os';
 import * as path from 'path';
@@ -26,6 +27,7 @@ import type { LayerInfo, ValueInfo } from '../../extension/protocol/records';
 const repoRoot = path.resolve(__dirname, '..', '..', '..');
 const SAMPLE = path.join(repoRoot, 'resources', 'sample', 'dit-sample.onnx');
 const enginePath = path.join(repoRoot, 'out', 'extension', 'process', 'main.js');
+const cliPath = path.join(repoRoot, 'out', 'extension', 'cli.js');
 const f32 = Math.fround;
 
 const W4: QuantSetting = { id: 'W4', weight: { bits: 4, granularity: { kind: 'channel' } } };
@@ -93,6 +95,31 @@ function quantizePerChannel(values: Float32Array, shape: number[], axis: number,
   });
 }
 
+/**
+ * Asymmetric round-to-nearest (QLLM-Eval's), one scale and zero point per index along `axis`, in float64:
+ * s = (max − min) / (2^b − 1), z = clamp(round(−min / s), 0, 2^b − 1), ŵ = (clamp(round(w / s) + z, 0, 2^b − 1) − z) · s.
+ */
+function quantizePerChannelAsymmetric(values: Float32Array, shape: number[], axis: number, bits: number): Float32Array {
+  const top = 2 ** bits - 1;
+  const inner = shape.slice(axis + 1).reduce((a, b) => a * b, 1);
+  const channels = shape[axis];
+  const channelOf = (i: number) => Math.floor(i / inner) % channels;
+  const min = new Float64Array(channels).fill(Infinity);
+  const max = new Float64Array(channels).fill(-Infinity);
+  values.forEach((v, i) => {
+    min[channelOf(i)] = Math.min(min[channelOf(i)], v);
+    max[channelOf(i)] = Math.max(max[channelOf(i)], v);
+  });
+  const clamp = (q: number) => Math.max(0, Math.min(top, q));
+  return values.map((v, i) => {
+    const c = channelOf(i);
+    assert.ok(max[c] > min[c], 'no constant channels in the sample');
+    const scale = (max[c] - min[c]) / top;
+    const zero = clamp(roundHalfEven(-min[c] / scale));
+    return (clamp(roundHalfEven(v / scale) + zero) - zero) * scale;
+  });
+}
+
 /** Output-channel axis of a layer's stored weight, from the node that uses it: Conv [out, …], Gemm transB=1 [out, in], MatMul [in, out]. */
 function outputAxis(model: onnx.ModelProto, weight: string): number {
   const node = (model.graph as onnx.GraphProto).node.find((n) => (n.input ?? [])[1] === weight) as onnx.NodeProto;
@@ -102,15 +129,16 @@ function outputAxis(model: onnx.ModelProto, weight: string): number {
   return 1;
 }
 
-/** The sample with the named weights quantized to `bits`, as a new model. */
-function sampleWithQuantizedWeights(weights: string[], bits: number): Uint8Array {
+/** The sample with the named weights quantized to `bits` (symmetric unless said otherwise), as a new model. */
+function sampleWithQuantizedWeights(weights: string[], bits: number, symmetric = true): Uint8Array {
   const model = onnx.ModelProto.decode(fs.readFileSync(SAMPLE));
   for (const name of weights) {
     const tensor = (model.graph as onnx.GraphProto).initializer.find((t) => t.name === name) as onnx.TensorProto;
     assert.ok(tensor && tensor.rawData.length > 0, name);
     const raw = Uint8Array.from(tensor.rawData);
     const values = new Float32Array(raw.buffer);
-    const quantized = quantizePerChannel(values, tensor.dims.map(Number), outputAxis(model, name), bits);
+    const quantize = symmetric ? quantizePerChannel : quantizePerChannelAsymmetric;
+    const quantized = quantize(values, tensor.dims.map(Number), outputAxis(model, name), bits);
     tensor.rawData = new Uint8Array(quantized.buffer);
   }
   return onnx.ModelProto.encode(model).finish();
@@ -310,6 +338,55 @@ function matmul64(x: Float32Array, w: Float32Array): Float32Array {
   }
   return out;
 }
+
+describe('asymmetric weights: quantlens analyze --weight-asym', () => {
+  it('gives W4 rows unlike the symmetric ones, each equal to a rebuilt model with weights quantized asymmetrically here', async () => {
+    const file = recordPath();
+    const child = spawnSync(
+      process.execPath,
+      [cliPath, 'analyze', SAMPLE, '--weights', '4', '--weight-asym', '--samples', '2', '--seed', '3', '--timestep-values', '500', '--threads', '1', '--out', file],
+      { encoding: 'utf8' },
+    );
+    assert.equal(child.status, 0, child.stderr);
+    const asymmetric = await loadRun(file);
+    assert.deepEqual(asymmetric.settings.settings, [{ id: 'W4', weight: { bits: 4, granularity: { kind: 'channel' }, symmetric: false } }]);
+    const symmetric = await runAnalysis(sampleSettings({ calibration: { samples: 2, batch: 1, seed: 3, dims: {} } }), { recordPath: recordPath(), threads: 1 });
+    assert.equal(symmetric.rows.length, asymmetric.rows.length);
+    for (const row of asymmetric.rows) {
+      const other = symmetric.rows.find((r) => key(r) === key(row)) as SensitivityRow;
+      assert.notEqual(row.primary.sqnrDb, other.primary.sqnrDb, `${row.unit}: asymmetric and symmetric W4 differ`);
+    }
+
+    const intRanges = graphIntRanges(onnx.ModelProto.decode(fs.readFileSync(SAMPLE)).graph as onnx.IGraphProto, sampleInputs);
+    const calibration = await loadCalibration(SAMPLE, sampleInputs, { samples: 2, batch: 1, seed: 3, intRanges, timestep: { input: 't', values: [500] } });
+    const tInput = sampleInputs.find((i) => i.name === 't') as ValueInfo;
+    const original = await ort.InferenceSession.create(SAMPLE, { logSeverityLevel: 3 });
+    const report: string[] = [];
+    for (const { unit, weights } of [
+      { unit: 'x_embedder.proj', weights: ['x_embedder.proj.weight'] },
+      { unit: 'blocks.1.mlp.fc1', weights: ['blocks.1.mlp.fc1.weight'] },
+      { unit: 'final_layer.linear', weights: ['final_layer.linear.weight'] },
+      { unit: ALL_UNIT, weights: sampleLayers.map((l) => l.weight) },
+    ]) {
+      const rebuilt = await ort.InferenceSession.create(sampleWithQuantizedWeights(weights, 4, false), { logSeverityLevel: 3 });
+      const pairs = [];
+      for (const sample of calibration.samples) {
+        const feeds = toOrtFeeds(withTimestep(sample, 't', 500, tInput));
+        pairs.push({ reference: (await original.run(feeds)).out.data as Float32Array, approx: (await rebuilt.run(feeds)).out.data as Float32Array });
+      }
+      await rebuilt.release();
+      const expected = metrics64(pairs);
+      const row = asymmetric.rows.find((r) => key(r) === key({ unit, setting: 'W4', timestep: 500 })) as SensitivityRow;
+      assertMetricsClose(row.metrics.out, expected, `${unit} asymmetric`);
+      const other = symmetric.rows.find((r) => key(r) === key(row)) as SensitivityRow;
+      report.push(`${unit} ${row.primary.sqnrDb.toFixed(2)} dB (symmetric ${other.primary.sqnrDb.toFixed(2)})`);
+    }
+    await original.release();
+    console.log(`# W4 asymmetric at t=500: ${report.join('; ')}`);
+  });
+});
+
+// ---------------------------------------------------------------------------------------------------------------
 
 describe('dynamic per-token versus static per-tensor activations on a known tensor', () => {
   it('match a float32 fake-quantizer written here; per-token keeps the small tokens', async () => {
@@ -536,6 +613,8 @@ describe('cancel, crash and bad input', () => {
     const cases: [Partial<AnalysisSettings>, RegExp][] = [
       [{ settings: [] }, /at least one quantization setting/],
       [{ settings: [{ id: 'W1', weight: { bits: 1, granularity: { kind: 'channel' } } }] }, /weight bits/],
+      [{ settings: [W4, { id: 'W8a', weight: { bits: 8, granularity: { kind: 'channel' }, symmetric: false } }] }, /all symmetric or all asymmetric/],
+      [{ settings: [{ id: 'W4', weight: { bits: 4, granularity: { kind: 'channel' }, symmetric: 'no' as unknown as boolean } }] }, /weight "symmetric" must be true or false/],
       [{ exclude: ['(unclosed'] }, /invalid regular expression/],
       [{ extraActivationTensors: ['no such tensor'] }, /no tensor named "no such tensor"/],
       [{ exclude: ['.'] }, /no layers left/],

@@ -81,7 +81,7 @@ describe('launch form and settings', () => {
     const form = applyOverrides(formFromConfig({}, SAMPLE_INPUTS).form, { timestepCount: 5, calibrationSource: 'calib/x.npz', groupSize: 128 });
     const settings = analysisSettings(form, { model: sample, baseDir: '/work/ws', executionProvider: 'gpu?', groups: [{ name: 'attn', patterns: ['attn'] }, { name: 3 }] });
     assert.deepEqual(settings.settings.map((s) => s.id), ['W4', 'W8', 'A8']);
-    assert.deepEqual(settings.settings[0]!.weight, { bits: 4, granularity: { kind: 'group', size: 128 } });
+    assert.deepEqual(settings.settings[0]!.weight, { bits: 4, granularity: { kind: 'group', size: 128 }, symmetric: true });
     assert.deepEqual(settings.settings[2]!.activation, { bits: 8, mode: 'dynamic-token', symmetric: false });
     assert.deepEqual(settings.timestep, { input: 't', values: [999, 749, 500, 250, 0] });
     assert.equal(settings.calibration.source, path.resolve('/work/ws', 'calib/x.npz'));
@@ -92,6 +92,23 @@ describe('launch form and settings', () => {
     assert.deepEqual(combined.settings.map((s) => s.id), ['W4', 'W8', 'A8', 'W4A8', 'W8A8']);
     assert.equal(combined.timestep, undefined);
     assert.equal(combined.executionProvider, 'cuda');
+  });
+
+  it('asymmetric weights: quantlens.analysis.weightSymmetric and the command prefill the form; the run\'s weight settings carry it', () => {
+    assert.equal(formFromConfig({}, SAMPLE_INPUTS).form.weightSymmetric, true, 'symmetric by default');
+    assert.equal(formFromConfig({ weightSymmetric: 'no' }, SAMPLE_INPUTS).form.weightSymmetric, true, 'a mistyped value falls back to the default');
+    const { form } = formFromConfig({ weightSymmetric: false, groupSize: 64 }, SAMPLE_INPUTS);
+    assert.equal(form.weightSymmetric, false);
+    const settings = analysisSettings({ ...form, combine: true }, { model: sample, baseDir: '/', executionProvider: 'cpu', groups: [] });
+    assert.deepEqual(settings.settings.map((s) => s.id), ['W4', 'W8', 'A8', 'W4A8', 'W8A8'], 'the ids stay W4, W8');
+    for (const setting of settings.settings.filter((s) => s.weight)) assert.deepEqual(setting.weight?.granularity, { kind: 'group', size: 64 });
+    assert.ok(settings.settings.every((s) => !s.weight || s.weight.symmetric === false));
+    assert.deepEqual(settings.settings[2]!.activation, { bits: 8, mode: 'dynamic-token', symmetric: false }, 'activations unchanged');
+    assert.equal(applyOverrides(form, { weightSymmetric: true }).weightSymmetric, true);
+    assert.throws(() => applyOverrides(form, { weightSymmetric: 'false' }), /analysis option weightSymmetric/);
+    // A form from before the field existed (a restored webview's state) is symmetric.
+    const { weightSymmetric: _, ...older } = form;
+    assert.ok(analysisSettings(older, { model: sample, baseDir: '/', executionProvider: 'cpu', groups: [] }).settings.every((s) => s.weight?.symmetric !== false));
   });
 
   it('takes extra activation tensors (KV cache) from the settings and the command, and passes them to the engine', () => {

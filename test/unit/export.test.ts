@@ -86,6 +86,29 @@ function naiveCodes(data: Float32Array, shape: number[], axis: number, bits: num
   return { codes, scales, channelOf };
 }
 
+/**
+ * Per-output-channel asymmetric round-to-nearest in float64 (QLLM-Eval's): L = 2^b − 1, s = (max − min) / L (|c| / L
+ * for a constant channel c ≠ 0, 1 for an all-zero one), z = clamp(round(−min / s), 0, L), q = clamp(round(w / s) + z).
+ */
+function naiveAsymmetricCodes(data: Float32Array, shape: number[], axis: number, bits: number) {
+  const top = 2 ** bits - 1;
+  const inner = shape.slice(axis + 1).reduce((a, b) => a * b, 1);
+  const channels = shape[axis];
+  const channelOf = (i: number) => Math.floor(i / inner) % channels;
+  const min = new Float64Array(channels).fill(Infinity);
+  const max = new Float64Array(channels).fill(-Infinity);
+  for (let i = 0; i < data.length; i++) {
+    min[channelOf(i)] = Math.min(min[channelOf(i)], data[i]);
+    max[channelOf(i)] = Math.max(max[channelOf(i)], data[i]);
+  }
+  const clamp = (q: number) => Math.min(top, Math.max(0, q));
+  const scales = Float64Array.from(min, (low, c) => (max[c] > low ? (max[c] - low) / top : max[c] !== 0 ? Math.abs(max[c]) / top : 1));
+  const zeroPoints = Float64Array.from(min, (low, c) => clamp(roundHalfEven(-low / scales[c])));
+  const codes = new Int32Array(data.length);
+  for (let i = 0; i < data.length; i++) codes[i] = clamp(roundHalfEven(data[i] / scales[channelOf(i)]) + zeroPoints[channelOf(i)]);
+  return { codes, scales, zeroPoints, channelOf };
+}
+
 function ulp32(x: number): number {
   const a = Math.abs(x);
   return a === 0 ? 2 ** -149 : 2 ** (Math.floor(Math.log2(a)) - 23);
@@ -97,6 +120,8 @@ function tensorValues(tensor: onnx.ITensorProto): Float64Array {
   switch (tensor.dataType) {
     case DataType.INT8:
       return Float64Array.from(new Int8Array(bytes.buffer));
+    case DataType.UINT8:
+      return Float64Array.from(bytes);
     case DataType.INT16:
       return Float64Array.from(new Int16Array(bytes.buffer));
     case DataType.FLOAT:
@@ -106,15 +131,15 @@ function tensorValues(tensor: onnx.ITensorProto): Float64Array {
   }
 }
 
-/** a · b with numpy broadcasting of b (same rank, dims 1 or equal), each product rounded to float32. */
-function broadcastProduct(a: Float64Array, aDims: number[], b: Float64Array, bDims: number[]): Float32Array {
+/** (a − z) · b with numpy broadcasting of b and z (same rank, dims 1 or equal), each product rounded to float32. */
+function broadcastProduct(a: Float64Array, aDims: number[], b: Float64Array, bDims: number[], z?: Float64Array): Float32Array {
   const out = new Float32Array(a.length);
   const rank = aDims.length;
   const index = new Array<number>(rank).fill(0);
   for (let i = 0; i < a.length; i++) {
     let bi = 0;
     for (let k = 0; k < rank; k++) bi = bi * bDims[k] + (bDims[k] === 1 ? 0 : index[k]);
-    out[i] = f32(a[i] * b[bi]);
+    out[i] = f32((a[i] - (z ? z[bi] : 0)) * b[bi]);
     for (let k = rank - 1; k >= 0; k--) {
       if (++index[k] < aDims[k]) break;
       index[k] = 0;
@@ -126,6 +151,9 @@ function broadcastProduct(a: Float64Array, aDims: number[], b: Float64Array, bDi
 interface ExportedWeightData {
   codesType: number;
   codes: Float64Array;
+  /** The zero points' element type and values (absent when symmetric). */
+  zeroType?: number;
+  zeroPoints?: Float64Array;
   dequantized: Float32Array;
   ops: string[];
 }
@@ -148,18 +176,39 @@ function readExportedWeight(model: onnx.ModelProto, weight: string): ExportedWei
   if (node.opType === 'DequantizeLinear') {
     const codes = initializers.get(inputs(node)[0]) as onnx.TensorProto;
     const scale = initializers.get(inputs(node)[1]) as onnx.TensorProto;
+    const zero = inputs(node)[2] ? (initializers.get(inputs(node)[2]) as onnx.TensorProto) : undefined;
     const axis = Number((node.attribute ?? []).find((a) => a.name === 'axis')?.i ?? 1);
     const scaleDims = dims(codes).map((d, k) => (k === axis ? d : 1));
     const values = tensorValues(codes);
-    return { codesType: codes.dataType, codes: values, dequantized: broadcastProduct(values, dims(codes), tensorValues(scale), scaleDims), ops };
+    const zeroPoints = zero && tensorValues(zero);
+    return {
+      codesType: codes.dataType,
+      codes: values,
+      ...(zero ? { zeroType: zero.dataType, zeroPoints } : {}),
+      dequantized: broadcastProduct(values, dims(codes), tensorValues(scale), scaleDims, zeroPoints),
+      ops,
+    };
   }
   assert.equal(node.opType, 'Mul');
-  const cast = producer(inputs(node)[0]) as onnx.NodeProto;
+  let cast = producer(inputs(node)[0]) as onnx.NodeProto;
+  let zero: onnx.TensorProto | undefined;
+  if (cast.opType === 'Sub') {
+    ops.push('Sub');
+    zero = initializers.get(inputs(cast)[1]) as onnx.TensorProto;
+    cast = producer(inputs(cast)[0]) as onnx.NodeProto;
+  }
   ops.push(cast.opType);
   const codes = initializers.get(inputs(cast)[0]) as onnx.TensorProto;
   const scale = initializers.get(inputs(node)[1]) as onnx.TensorProto;
   const values = tensorValues(codes);
-  return { codesType: codes.dataType, codes: values, dequantized: broadcastProduct(values, dims(codes), tensorValues(scale), dims(scale)), ops };
+  const zeroPoints = zero && tensorValues(zero);
+  return {
+    codesType: codes.dataType,
+    codes: values,
+    ...(zero ? { zeroType: zero.dataType, zeroPoints } : {}),
+    dequantized: broadcastProduct(values, dims(codes), tensorValues(scale), dims(scale), zeroPoints),
+    ops,
+  };
 }
 
 function opCounts(model: onnx.ModelProto): Map<string, number> {
@@ -197,8 +246,15 @@ async function run(model: string | Uint8Array, feeds: Feeds[], level: Level, ext
   }
 }
 
-function allocation(fileName: string, ranges: AllocationRange[], symmetric = true): AllocationFile {
-  return { schema: ALLOCATION_SCHEMA, model: { fileName }, ranges, weight: { granularity: 'channel' }, activation: { mode: 'static-minmax', symmetric } };
+/** Weights symmetric unless `weightSymmetric` is false (then the file says so; otherwise it says nothing, as old files). */
+function allocation(fileName: string, ranges: AllocationRange[], symmetric = true, weightSymmetric = true): AllocationFile {
+  return {
+    schema: ALLOCATION_SCHEMA,
+    model: { fileName },
+    ranges,
+    weight: { granularity: 'channel', ...(weightSymmetric ? {} : { symmetric: false }) },
+    activation: { mode: 'static-minmax', symmetric },
+  };
 }
 
 // ---------------------------------------------------------------------------------------------------------------
@@ -213,13 +269,20 @@ interface Scenario {
   exported: onnx.ModelProto;
 }
 
-async function scenario(file: string, pick: (layer: LayerInfo, index: number) => LayerAllocation | undefined, timesteps: number[] | null, calibration: { samples: number; dims?: Record<string, number> }, out: string): Promise<Scenario> {
+async function scenario(
+  file: string,
+  pick: (layer: LayerInfo, index: number) => LayerAllocation | undefined,
+  timesteps: number[] | null,
+  calibration: { samples: number; dims?: Record<string, number> },
+  out: string,
+  weightSymmetric = true,
+): Promise<Scenario> {
   const opened = await openModel(file);
   const layers = opened.layers;
   const inputs = opened.summary.inputs;
   await opened.close();
   const chosen = Object.fromEntries(layers.flatMap((layer, i) => (pick(layer, i) ? [[layer.name, pick(layer, i) as LayerAllocation]] : [])));
-  const alloc = allocation(path.basename(file), [{ timesteps, label: rangeLabel(timesteps), layers: chosen }]);
+  const alloc = allocation(path.basename(file), [{ timesteps, label: rangeLabel(timesteps), layers: chosen }], true, weightSymmetric);
   const result = await exportQdq(file, alloc, { outPath: out, calibration, measure: true });
   // The export's feeds: integer inputs drawn from the rows of the tables they index, as graphIntRanges says.
   const intRanges = graphIntRanges(onnx.ModelProto.decode(fs.readFileSync(file)).graph as onnx.IGraphProto, inputs);
@@ -291,6 +354,7 @@ async function simulate(sc: Scenario, weights: Map<string, Float32Array>, level:
 }
 
 async function checkScenario(sc: Scenario, label: string, sameWeightsExact: boolean): Promise<void> {
+  const symmetric = sc.alloc.weight.symmetric !== false;
   const opened = await openModel(sc.file);
   const quantized = new Map<string, Float32Array>();
   const asExported = new Map<string, Float32Array>();
@@ -299,19 +363,32 @@ async function checkScenario(sc: Scenario, label: string, sameWeightsExact: bool
       if (chosen.weightBits >= 16) continue;
       const layer = sc.layers.find((l) => l.name === name) as LayerInfo;
       const data = await opened.readTensorF32(layer.weight);
-      const reference = quantizeWeight(data, layer.shape, layer.channelAxis, chosen.weightBits, { kind: 'channel' });
-      const naive = naiveCodes(data, layer.shape, layer.channelAxis, chosen.weightBits);
+      const reference = quantizeWeight(data, layer.shape, layer.channelAxis, chosen.weightBits, { kind: 'channel' }, symmetric);
       const stored = readExportedWeight(sc.exported, layer.weight);
-      const levels = 2 ** (chosen.weightBits - 1) - 1;
-      assert.equal(stored.codesType, DataType.INT8, `${name}: int8 codes`);
-      assert.ok(stored.codes.every((q) => Math.abs(q) <= levels), `${name}: codes within ±${levels}`);
+      let naive: { codes: Int32Array; scales: Float64Array; zeroPoints?: Float64Array; channelOf: (i: number) => number };
+      if (symmetric) {
+        naive = naiveCodes(data, layer.shape, layer.channelAxis, chosen.weightBits);
+        const levels = 2 ** (chosen.weightBits - 1) - 1;
+        assert.equal(stored.codesType, DataType.INT8, `${name}: int8 codes`);
+        assert.equal(stored.zeroPoints, undefined, `${name}: no zero point`);
+        assert.ok(stored.codes.every((q) => Math.abs(q) <= levels), `${name}: codes within ±${levels}`);
+      } else {
+        naive = naiveAsymmetricCodes(data, layer.shape, layer.channelAxis, chosen.weightBits);
+        const top = 2 ** chosen.weightBits - 1;
+        assert.equal(stored.codesType, DataType.UINT8, `${name}: uint8 codes`);
+        assert.ok(stored.codes.every((q) => q >= 0 && q <= top), `${name}: codes within 0…${top}`);
+        // DequantizeLinear takes uint8 zero points; Cast·Sub·Mul subtracts them in float.
+        assert.equal(stored.zeroType, stored.ops.includes('DequantizeLinear') ? DataType.UINT8 : DataType.FLOAT, `${name}: zero point type`);
+        assert.deepEqual(Array.from(stored.zeroPoints ?? []), Array.from(naive.zeroPoints ?? []), `${name}: zero point per channel`);
+      }
       assert.deepEqual(Array.from(stored.codes), Array.from(naive.codes), `${name}: codes of an independent quantizer`);
       for (let i = 0; i < data.length; i++) {
-        const expected = f32(naive.codes[i] * f32(naive.scales[naive.channelOf(i)] || 1));
+        const channel = naive.channelOf(i);
+        const expected = f32((naive.codes[i] - (naive.zeroPoints?.[channel] ?? 0)) * f32(naive.scales[channel] || 1));
         if (stored.dequantized[i] !== expected) assert.fail(`${name}[${i}]: ${stored.dequantized[i]} ≠ q·s = ${expected}`);
         // A scale below float32's normal range (a channel of weights ~1e-39, zero in effect) is stored with an
         // absolute error up to 2^-150, which q multiplies.
-        const bound = ulp32(reference[i]) + Math.abs(naive.codes[i]) * 2 ** -149;
+        const bound = ulp32(reference[i]) + Math.abs(naive.codes[i] - (naive.zeroPoints?.[channel] ?? 0)) * 2 ** -149;
         if (Math.abs(stored.dequantized[i] - reference[i]) > bound) assert.fail(`${name}[${i}]: ${stored.dequantized[i]} is more than an ulp from quantizeWeight's ${reference[i]}`);
       }
       quantized.set(layer.weight, reference);
@@ -350,27 +427,23 @@ async function checkScenario(sc: Scenario, label: string, sameWeightsExact: bool
 
 // ---------------------------------------------------------------------------------------------------------------
 
+const SAMPLE_CHOICE: Record<string, LayerAllocation> = {
+  'x_embedder.proj': { weightBits: 8, activationBits: 8 },
+  't_embedder.mlp.0': { weightBits: 8, activationBits: null },
+  'blocks.0.attn.qkv': { weightBits: 4, activationBits: 8 },
+  'blocks.0.mlp.fc1': { weightBits: 8, activationBits: null },
+  'blocks.1.mlp.fc2': { weightBits: 4, activationBits: 8 },
+  'blocks.2.attn.proj': { weightBits: 16, activationBits: 4 },
+  'blocks.3.mlp.fc1': { weightBits: 4, activationBits: 8 },
+};
+const recChoice = (_: LayerInfo, i: number): LayerAllocation => ({ weightBits: i % 2 ? 4 : 8, activationBits: i % 3 === 0 ? 8 : null });
+
 describe('QDQ export', () => {
   let sample: Scenario;
   let rec: Scenario;
   before(async () => {
-    const sampleChoice: Record<string, LayerAllocation> = {
-      'x_embedder.proj': { weightBits: 8, activationBits: 8 },
-      't_embedder.mlp.0': { weightBits: 8, activationBits: null },
-      'blocks.0.attn.qkv': { weightBits: 4, activationBits: 8 },
-      'blocks.0.mlp.fc1': { weightBits: 8, activationBits: null },
-      'blocks.1.mlp.fc2': { weightBits: 4, activationBits: 8 },
-      'blocks.2.attn.proj': { weightBits: 16, activationBits: 4 },
-      'blocks.3.mlp.fc1': { weightBits: 4, activationBits: 8 },
-    };
-    sample = await scenario(SAMPLE, (layer) => sampleChoice[layer.name], [999, 500], { samples: 2 }, path.join(tmp, 'sample.qdq.onnx'));
-    rec = await scenario(
-      REC,
-      (_, i) => ({ weightBits: i % 2 ? 4 : 8, activationBits: i % 3 === 0 ? 8 : null }),
-      null,
-      { samples: 2, dims: REC_DIMS },
-      path.join(tmp, 'rec.qdq.onnx'),
-    );
+    sample = await scenario(SAMPLE, (layer) => SAMPLE_CHOICE[layer.name], [999, 500], { samples: 2 }, path.join(tmp, 'sample.qdq.onnx'));
+    rec = await scenario(REC, recChoice, null, { samples: 2, dims: REC_DIMS }, path.join(tmp, 'rec.qdq.onnx'));
   });
 
   it('the sample (opset 17): DequantizeLinear weights, QuantizeLinear/DequantizeLinear activations, matching the simulation', async () => {
@@ -400,6 +473,30 @@ describe('QDQ export', () => {
     await checkScenario(rec, 'PP-OCRv4 rec W4/W8 + A8', true);
   });
 
+  it('asymmetric weights, the sample (opset 17): uint8 codes and a uint8 zero point per channel in DequantizeLinear, matching the simulation', async () => {
+    const sc = await scenario(SAMPLE, (layer) => SAMPLE_CHOICE[layer.name], [999, 500], { samples: 2 }, path.join(tmp, 'sample.asym.qdq.onnx'), false);
+    assert.ok(sc.result.weights.length > 0);
+    assert.ok(sc.result.weights.every((w) => w.form === 'DequantizeLinear' && w.storage === 'uint8' && !w.symmetric));
+    const weights = new Set(sc.result.weights.map((w) => w.weight));
+    const weightNodes = (sc.exported.graph as onnx.GraphProto).node.filter((n) => n.opType === 'DequantizeLinear' && weights.has(n.output?.[0] ?? ''));
+    assert.equal(weightNodes.length, sc.result.weights.length);
+    assert.ok(weightNodes.every((n) => n.input?.length === 3), 'each weight DequantizeLinear takes its zero points');
+    assert.ok(sc.result.notes.some((n) => n.includes('asymmetric weights') && n.includes('uint8')));
+    await checkScenario(sc, 'sample asymmetric W4/W8 + A8/A4', false);
+    // The same allocation quantized symmetrically differs in what it stores.
+    assert.notDeepEqual(readExportedWeight(sc.exported, 'blocks.0.attn.qkv.weight').dequantized, readExportedWeight(sample.exported, 'blocks.0.attn.qkv.weight').dequantized);
+  });
+
+  it('asymmetric weights, PP-OCRv4 rec (opset 9): Cast·Sub·Mul with float zero points, matching the simulation', async () => {
+    const sc = await scenario(REC, recChoice, null, { samples: 2, dims: REC_DIMS }, path.join(tmp, 'rec.asym.qdq.onnx'), false);
+    assert.ok(sc.result.weights.length > 0 && sc.result.weights.every((w) => w.form === 'Cast·Sub·Mul' && w.storage === 'uint8'));
+    assert.ok(sc.result.notes.some((n) => n.includes('Cast·Sub·Mul') && n.includes('per-channel DequantizeLinear needs opset 13')));
+    const stored = readExportedWeight(sc.exported, sc.result.weights[0].weight);
+    assert.deepEqual(stored.ops, ['Mul', 'Sub', 'Cast']);
+    assert.equal(stored.zeroType, DataType.FLOAT);
+    await checkScenario(sc, 'PP-OCRv4 rec asymmetric W4/W8 + A8', true);
+  });
+
   it('sizes on disk: int8 codes save 3 bytes per quantized weight; 4-bit weights take a byte too', async () => {
     const opened = await openModel(SAMPLE);
     const layers = opened.layers;
@@ -420,26 +517,29 @@ describe('QDQ export', () => {
     console.log(`sample all-W8: ${eight.originalBytes} → ${eight.exportedBytes} bytes, SQNR ${s8.toFixed(1)} dB; all-W4: ${four.exportedBytes} bytes, ${s4.toFixed(1)} dB`);
   });
 
-  it('per-group scales (Cast·Mul on a [.., channel, block, 1] view) dequantize to quantizeWeight within an ulp', async () => {
+  it('per-group scales (Cast·Mul, or Cast·Sub·Mul when asymmetric, on a [.., channel, block, 1] view) dequantize to quantizeWeight within an ulp', async () => {
     const opened = await openModel(REC);
     const conv = opened.layers[0]; // [16, 3, 3, 3], channel axis 0: groups of 9 of its 27 inputs
     const matmul = opened.layers.find((l) => l.shape.join() === '120,360') as LayerInfo; // [K, N], axis 1: groups of 40 rows
     const layers = { [conv.name]: { weightBits: 4, activationBits: null, granularity: { group: 9 } }, [matmul.name]: { weightBits: 6, activationBits: null, granularity: { group: 40 } } };
-    const out = path.join(tmp, 'groups.onnx');
-    const result = await exportQdq(REC, allocation('rec', [{ timesteps: null, label: 'all', layers }]), { outPath: out });
-    const exported = onnx.ModelProto.decode(fs.readFileSync(out));
-    for (const [layer, bits, size] of [[conv, 4, 9], [matmul, 6, 40]] as const) {
-      const stored = readExportedWeight(exported, layer.weight);
-      assert.deepEqual(stored.ops, ['Reshape', 'Mul', 'Cast']);
-      const reference = quantizeWeight(await opened.readTensorF32(layer.weight), layer.shape, layer.channelAxis, bits, { kind: 'group', size });
-      assert.equal(stored.dequantized.length, reference.length);
-      assert.ok(stored.dequantized.every((v, i) => Math.abs(v - reference[i]) <= ulp32(reference[i])), `${layer.name}: group dequantization`);
-    }
     const inputs = opened.summary.inputs;
+    const feeds = (await loadCalibration(REC, inputs, { samples: 1, dims: REC_DIMS })).samples;
+    for (const symmetric of [true, false]) {
+      const out = path.join(tmp, `groups-${symmetric ? 'sym' : 'asym'}.onnx`);
+      const result = await exportQdq(REC, allocation('rec', [{ timesteps: null, label: 'all', layers }], true, symmetric), { outPath: out });
+      const exported = onnx.ModelProto.decode(fs.readFileSync(out));
+      for (const [layer, bits, size] of [[conv, 4, 9], [matmul, 6, 40]] as const) {
+        const stored = readExportedWeight(exported, layer.weight);
+        assert.deepEqual(stored.ops, symmetric ? ['Reshape', 'Mul', 'Cast'] : ['Reshape', 'Mul', 'Sub', 'Cast']);
+        const reference = quantizeWeight(await opened.readTensorF32(layer.weight), layer.shape, layer.channelAxis, bits, { kind: 'group', size }, symmetric);
+        assert.equal(stored.dequantized.length, reference.length);
+        assert.ok(stored.dequantized.every((v, i) => Math.abs(v - reference[i]) <= ulp32(reference[i])), `${layer.name}: group dequantization`);
+      }
+      assert.equal(result.weights.length, 2);
+      const [output] = await run(out, feeds, 'all');
+      assert.equal(output.length, 40 * 6625, 'the model runs');
+    }
     await opened.close();
-    assert.equal(result.weights.length, 2);
-    const [output] = await run(out, (await loadCalibration(REC, inputs, { samples: 1, dims: REC_DIMS })).samples, 'all');
-    assert.equal(output.length, 40 * 6625, 'the model runs');
   });
 
   it('each timestep range is its own model, with scales calibrated at its timesteps', async () => {
@@ -509,6 +609,7 @@ describe('allocation files', () => {
       ['bits.json', JSON.stringify({ ...sampleAlloc, ranges: [{ ...sampleAlloc.ranges[0], layers: { a: { weightBits: 1, activationBits: null } } }] }), /^bits\.json: not a valid QuantLens allocation \(at \/ranges\/0\/layers\/a\/weightBits/],
       ['empty.json', JSON.stringify({ ...sampleAlloc, ranges: [] }), /^empty\.json: not a valid QuantLens allocation \(at \/ranges/],
       ['twice.json', JSON.stringify({ ...sampleAlloc, ranges: [sampleAlloc.ranges[0], sampleAlloc.ranges[0]] }), /^twice\.json: .*range label "999-500" appears twice/],
+      ['symmetry.json', JSON.stringify({ ...sampleAlloc, weight: { granularity: 'channel', symmetric: 'no' } }), /^symmetry\.json: not a valid QuantLens allocation \(at \/weight\/symmetric/],
     ];
     for (const [name, text, expected] of cases) {
       await assert.rejects(loadAllocation(write(name, text)), (err: unknown) => {
@@ -536,7 +637,23 @@ describe('allocation files', () => {
     });
     await assert.rejects(exportQdq(SAMPLE, bad, { outPath: path.join(tmp, 'bad.onnx'), allocationFile: '/x/alloc.json' }), /blocks\.9\.attn\.qkv/);
     const [resolved] = validateAllocationForModel(sampleAlloc, layers, { allocation: 'a.json', model: SAMPLE });
-    assert.deepEqual(resolved.map((r) => [r.name, r.weightBits, r.granularity]), [['blocks.0.attn.qkv', 8, 'channel'], ['blocks.0.mlp.fc1', 8, 'channel']]);
+    assert.deepEqual(resolved.map((r) => [r.name, r.weightBits, r.granularity, r.weightSymmetric]), [['blocks.0.attn.qkv', 8, 'channel', true], ['blocks.0.mlp.fc1', 8, 'channel', true]]);
+  });
+
+  it('weight symmetry: a file without it (written before it existed) loads as symmetric; false makes every layer asymmetric', async () => {
+    const opened = await openModel(SAMPLE);
+    const layers = opened.layers;
+    await opened.close();
+    const old = JSON.parse(JSON.stringify(sampleAlloc)) as AllocationFile;
+    assert.equal(old.weight.symmetric, undefined);
+    const oldFile = write('old.json', JSON.stringify(old));
+    const loaded = await loadAllocation(oldFile);
+    assert.ok(validateAllocationForModel(loaded, layers, { allocation: oldFile, model: SAMPLE }).flat().every((r) => r.weightSymmetric));
+    const asymmetric = { ...sampleAlloc, weight: { granularity: 'channel' as const, symmetric: false } };
+    saveAllocation(path.join(tmp, 'asym.json'), asymmetric);
+    const reloaded = await loadAllocation(path.join(tmp, 'asym.json'));
+    assert.equal(reloaded.weight.symmetric, false);
+    assert.ok(validateAllocationForModel(reloaded, layers, { allocation: 'asym.json', model: SAMPLE }).flat().every((r) => !r.weightSymmetric));
   });
 
   it('timesteps for a model without a timestep input are refused, naming the allocation', async () => {
@@ -595,6 +712,15 @@ describe('allocation files', () => {
       'blocks.0.attn.qkv': { weightBits: 4, activationBits: 8 },
     });
     assert.deepEqual(file.predicted, { cost: result.allocation.cost, error: result.allocation.error });
+    assert.deepEqual(file.weight, { granularity: 'channel', symmetric: true });
+    const asymmetric = allocationFromSearch({
+      model: { fileName: 'dit-sample.onnx' },
+      ranges: [{ problem, result }],
+      activation: { mode: 'static-minmax', symmetric: true },
+      granularity: { group: 64 },
+      weightSymmetric: false,
+    });
+    assert.deepEqual(asymmetric.weight, { granularity: { group: 64 }, symmetric: false });
   });
 });
 

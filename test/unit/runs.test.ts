@@ -5,6 +5,7 @@ import assert from 'node:assert/strict';
 import * as fs from 'fs';
 import * as os from 'os';
 import * as path from 'path';
+import { isWeightSymmetric } from '../../extension/engine/analysis/settings';
 import { ModelError } from '../../extension/engine/errors';
 import { loadRun, mergeRuns, runToCsv, saveRun } from '../../extension/engine/runs/records';
 import type { AnalysisRun, SensitivityRow } from '../../extension/protocol/analysis';
@@ -90,8 +91,30 @@ describe('saving and loading records', () => {
     await rejectsNaming(write('rows.json', mutated((r) => delete (r.rows as Record<string, unknown>[])[2].primary)), /\/rows\/2.*primary/);
     await rejectsNaming(write('metric.json', mutated((r) => ((r.rows as SensitivityRow[])[0].metrics.out as unknown as Record<string, unknown>).cosine = 'high')), /\/rows\/0\/metrics\/out\/cosine/);
     await rejectsNaming(write('bits.json', mutated((r) => ((r.settings as AnalysisRun['settings']).settings[0].weight as { bits: number }).bits = 1)), /bits/);
+    await rejectsNaming(
+      write('symmetric.json', mutated((r) => (((r.settings as AnalysisRun['settings']).settings[0].weight as unknown as Record<string, unknown>).symmetric = 'yes'))),
+      /\/settings\/settings\/0\/weight\/symmetric/,
+    );
     await rejectsNaming(path.join(dir, 'missing.json'), /./);
     await rejectsNaming(dir, /not a regular file/);
+  });
+});
+
+describe('weight symmetry in records', () => {
+  it('a record written before weights had "symmetric" loads, its weights symmetric; an asymmetric one round-trips', async () => {
+    const old = record();
+    assert.equal(Object.hasOwn(old.settings.settings[0].weight as object, 'symmetric'), false);
+    const loaded = await loadRun(write('old-run.json', JSON.stringify(old)));
+    assert.deepEqual(loaded, old);
+    assert.equal(isWeightSymmetric(loaded.settings.settings[0].weight as NonNullable<AnalysisRun['settings']['settings'][0]['weight']>), true);
+
+    const asymmetric = record();
+    asymmetric.settings.settings[0].weight = { bits: 4, granularity: { kind: 'group', size: 128 }, symmetric: false };
+    const file = path.join(dir, 'asym-run.json');
+    saveRun(file, asymmetric);
+    const back = await loadRun(file);
+    assert.deepEqual(back.settings.settings[0].weight, { bits: 4, granularity: { kind: 'group', size: 128 }, symmetric: false });
+    assert.equal(isWeightSymmetric(back.settings.settings[0].weight as NonNullable<AnalysisRun['settings']['settings'][0]['weight']>), false);
   });
 });
 
@@ -144,6 +167,16 @@ describe('merging shards', () => {
     const retried = mergeRuns([record({ index: 0, count: 2 }), record({ index: 1, count: 2 }, 'running'), record({ index: 1, count: 2 })]);
     assert.equal(retried.status, 'complete');
     assert.equal(retried.rows.length, 6);
+  });
+
+  it('a shard without weight symmetry merges with one that says symmetric, not with an asymmetric one', () => {
+    const old = record({ index: 0, count: 2 });
+    const explicit = record({ index: 1, count: 2 });
+    explicit.settings.settings[0].weight = { bits: 4, granularity: { kind: 'channel' }, symmetric: true };
+    assert.equal(mergeRuns([old, explicit]).status, 'complete');
+    const asymmetric = record({ index: 1, count: 2 });
+    asymmetric.settings.settings[0].weight = { bits: 4, granularity: { kind: 'channel' }, symmetric: false };
+    assert.throws(() => mergeRuns([old, asymmetric], ['a.json', 'b.json']), /b\.json: cannot be merged with a\.json: its settings differ \(settings\)/);
   });
 
   it('refuses records of other settings or another model, naming the file', () => {

@@ -99,8 +99,29 @@ function quantizePerChannel(values: Float32Array, dims: number[], axis: number, 
   });
 }
 
+/** Asymmetric per-output-channel round-to-nearest in float64: s = (max − min) / (2^b − 1), z = clamp(round(−min / s)). */
+function quantizePerChannelAsymmetric(values: Float32Array, dims: number[], axis: number, bits: number): Float32Array {
+  const channels = dims[axis];
+  const inner = dims.slice(axis + 1).reduce((a, b) => a * b, 1);
+  const channelOf = (i: number) => Math.floor(i / inner) % channels;
+  const min = new Float64Array(channels).fill(Infinity);
+  const max = new Float64Array(channels).fill(-Infinity);
+  values.forEach((v, i) => {
+    min[channelOf(i)] = Math.min(min[channelOf(i)], v);
+    max[channelOf(i)] = Math.max(max[channelOf(i)], v);
+  });
+  const top = 2 ** bits - 1;
+  const clamp = (q: number) => Math.max(0, Math.min(top, q));
+  return values.map((v, i) => {
+    const c = channelOf(i);
+    const scale = (max[c] - min[c]) / top;
+    const zero = clamp(roundHalfEven(-min[c] / scale));
+    return (clamp(roundHalfEven(v / scale) + zero) - zero) * scale;
+  });
+}
+
 /** The sample with every weight of `bits` (layer name → weight bits; 16 = left alone) replaced by its quantized copy. */
-function quantizedSample(bits: Record<string, number>): Uint8Array {
+function quantizedSample(bits: Record<string, number>, symmetric: boolean): Uint8Array {
   const model = onnx.ModelProto.decode(fs.readFileSync(SAMPLE));
   const graph = model.graph as onnx.GraphProto;
   const axes = weightAxes(graph);
@@ -111,7 +132,7 @@ function quantizedSample(bits: Record<string, number>): Uint8Array {
     const tensor = graph.initializer.find((t) => t.name === found.weight) as onnx.TensorProto;
     const raw = tensor.rawData;
     const values = new Float32Array(raw.buffer.slice(raw.byteOffset, raw.byteOffset + raw.byteLength));
-    const quantized = quantizePerChannel(values, tensor.dims.map(Number), found.axis, b);
+    const quantized = (symmetric ? quantizePerChannel : quantizePerChannelAsymmetric)(values, tensor.dims.map(Number), found.axis, b);
     tensor.rawData = new Uint8Array(quantized.buffer);
   }
   return onnx.ModelProto.encode(model).finish();
@@ -123,7 +144,7 @@ interface Independent {
 }
 
 /** Relative noise power per timestep over the samples, mean over each range's timesteps, summed over ranges. */
-async function independentError(ranges: { timesteps: number[]; bits: Record<string, number> }[]): Promise<Independent> {
+async function independentError(ranges: { timesteps: number[]; bits: Record<string, number> }[], symmetric = true): Promise<Independent> {
   // The meter's feeds: y drawn from the rows of the class embedding it indexes, as graphIntRanges says.
   const intRanges = graphIntRanges(onnx.ModelProto.decode(fs.readFileSync(SAMPLE)).graph as onnx.IGraphProto, inputs);
   const calibration = await loadCalibration(SAMPLE, inputs, { samples: 1, batch: 1, seed: 0, dims: {}, intRanges, timestep: { input: 't', values: TIMESTEPS } });
@@ -133,7 +154,7 @@ async function independentError(ranges: { timesteps: number[]; bits: Record<stri
   let squares = 0;
   let count = 0;
   for (const range of ranges) {
-    const quantized = await ort.InferenceSession.create(quantizedSample(range.bits), { intraOpNumThreads: 1 });
+    const quantized = await ort.InferenceSession.create(quantizedSample(range.bits, symmetric), { intraOpNumThreads: 1 });
     let rangeError = 0;
     for (const t of range.timesteps) {
       let signal = 0;
@@ -384,6 +405,26 @@ describe('quantlens search', () => {
     const allocation = await loadAllocation(out);
     assert.deepEqual(allocation.ranges.map((range) => range.label), ['999', '0']);
     assert.ok(fs.existsSync(path.join(dir, 'from-model.run.json')));
+  });
+
+  it('--weight-asym sweeps with asymmetric weights; the allocation says so and measures as asymmetric rebuilt weights do', async () => {
+    const out = path.join(dir, 'asym.json');
+    const child = quantlens('search', SAMPLE, '--budget', '6bits', '--weights', '4,8', '--weight-asym', '--samples', '1', '--timesteps', '2', '--threads', '1', '--out', out);
+    assert.equal(child.code, 0, child.stderr);
+    assert.match(child.stderr, /search: sensitivity sweep of dit-sample\.onnx first \(weights W4, W8 asymmetric;/);
+    const sweep = JSON.parse(fs.readFileSync(path.join(dir, 'asym.run.json'), 'utf8')) as AnalysisRun;
+    assert.ok(sweep.settings.settings.every((setting) => setting.weight?.symmetric === false));
+    const allocation = await loadAllocation(out);
+    assert.equal(allocation.weight.symmetric, false);
+    const range = allocation.ranges[0];
+    assert.deepEqual(range.timesteps, TIMESTEPS);
+    const measured = allocation.measured?.error as number;
+    close(measured, (await independentError([{ timesteps: TIMESTEPS, bits: bitsOf(range) }], false)).error, 1e-4, 'asymmetric measured error');
+    const asSymmetric = (await independentError([{ timesteps: TIMESTEPS, bits: bitsOf(range) }])).error;
+    assert.ok(Math.abs(asSymmetric - measured) > 1e-3 * measured, `the symmetric quantizer measures otherwise (${asSymmetric} vs ${measured})`);
+    // Measured again from the file: its symmetry, not the run's, decides.
+    const again = await measureAllocation(SAMPLE, allocation, measureSettingsFromRun(run, 1));
+    close(again.error, measured, 1e-9, 'the file measured again');
   });
 
   it('sweeps the LLM sample given instead of a run: --dims sizes its sequence, without it the error says how', async () => {

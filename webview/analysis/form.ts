@@ -72,6 +72,8 @@ export function launchForm(
   combine.checked = initial.combine === true;
   const groupSizes = GROUP_SIZES.includes(initial.groupSize) ? GROUP_SIZES : [...GROUP_SIZES, initial.groupSize].sort((a, b) => a - b);
   const groupSize = select(groupSizes.map((g) => ({ value: g, label: g === 0 ? 'per output channel' : `per group of ${g}` })), initial.groupSize);
+  const weightAsym = h('input', { attrs: { type: 'checkbox', id: nextId('weight-asym') } });
+  weightAsym.checked = initial.weightSymmetric === false;
   const unit = select<AnalysisForm['unit']>([{ value: 'layer', label: 'one layer at a time' }, { value: 'group', label: 'one group at a time' }], initial.unit);
   const calibration = h('input', { attrs: { type: 'text', placeholder: 'empty: seeded synthetic inputs', spellcheck: 'false' } });
   calibration.value = initial.calibrationSource;
@@ -96,6 +98,7 @@ export function launchForm(
       activations.element,
       h('div', { className: 'field' }, h('label', { className: 'check', attrs: { for: combine.id } }, combine, 'Also weights and activations together (W4A8, …)')),
       field('Weight granularity', groupSize),
+      h('div', { className: 'field' }, h('label', { className: 'check', attrs: { for: weightAsym.id } }, weightAsym, 'Asymmetric weights (zero point)')),
       field('Activation scales', mode),
       field('Unit', unit, 'Groups come from the quantlens.analysis.groups setting (DiT defaults when empty).'),
       field('Calibration inputs', calibration, '.npy, .npz, .safetensors or a JSON manifest, relative to the workspace.'),
@@ -115,6 +118,7 @@ export function launchForm(
       activationMode: mode.value as AnalysisForm['activationMode'],
       combine: combine.checked,
       groupSize: Number(groupSize.value),
+      weightSymmetric: !weightAsym.checked,
       unit: unit.value as AnalysisForm['unit'],
       calibrationSource: calibration.value.trim(),
       samples: Number(samples.value),

@@ -52,7 +52,7 @@ import { quantizeWeight } from '../quant/weightQuant';
 import { newRunId, quantlensVersion, saveRun } from '../runs/records';
 import { MetricSums } from './metrics';
 import { planCells, planUnits, type Cell, type PlannedUnit } from './plan';
-import { ALL_UNIT, DEFAULT_PERCENTILE, checkSettings, checkShard, settingsError } from './settings';
+import { ALL_UNIT, DEFAULT_PERCENTILE, checkSettings, checkShard, isWeightSymmetric, settingsError } from './settings';
 
 export interface RunAnalysisOptions {
   /** Where the record is saved as the run goes. */
@@ -671,7 +671,7 @@ class WeightCache {
 
   static key(layer: LayerInfo, setting: NonNullable<QuantSetting['weight']>): string {
     const g = setting.granularity;
-    return `${layer.weight}\u0000${setting.bits}\u0000${g.kind === 'group' ? g.size : 0}`;
+    return `${layer.weight}\u0000${setting.bits}\u0000${g.kind === 'group' ? g.size : 0}\u0000${isWeightSymmetric(setting)}`;
   }
 
   async get(layer: LayerInfo, elemType: number, setting: NonNullable<QuantSetting['weight']>): Promise<WeightOverride> {
@@ -679,7 +679,7 @@ class WeightCache {
     const key = WeightCache.key(layer, setting);
     const known = this.copies.get(key);
     if (known) return known.data;
-    const quantized = quantizeWeight(await this.opened.readTensorF32(layer.weight), layer.shape, layer.channelAxis, setting.bits, g);
+    const quantized = quantizeWeight(await this.opened.readTensorF32(layer.weight), layer.shape, layer.channelAxis, setting.bits, g, isWeightSymmetric(setting));
     let data: WeightOverride = quantized;
     if (elemType === DataType.DOUBLE) data = Float64Array.from(quantized);
     else if (elemType === DataType.FLOAT16) data = Uint16Array.from(quantized, floatToHalfBits);

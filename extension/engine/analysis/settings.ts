@@ -20,6 +20,8 @@ export interface SettingLists {
   combine: boolean;
   /** 0: one scale per output channel; else one per group of this many input elements. */
   groupSize: number;
+  /** Weights: symmetric (the default) or asymmetric with a zero point per block; one choice for the whole run. */
+  weightSymmetric?: boolean;
   activationMode: ActivationMode;
   activationSymmetric: boolean;
   percentile?: number;
@@ -28,7 +30,8 @@ export interface SettingLists {
 /** The sweep's columns: W{b} for each weight width, A{a} for each activation width, then W{b}A{a} when asked. */
 export function quantSettings(lists: SettingLists): QuantSetting[] {
   const granularity: WeightGranularity = lists.groupSize > 0 ? { kind: 'group', size: lists.groupSize } : { kind: 'channel' };
-  const weight = (bits: number) => ({ bits, granularity });
+  const symmetric = lists.weightSymmetric ?? true;
+  const weight = (bits: number) => ({ bits, granularity, symmetric });
   const activation = (bits: number) => ({
     bits,
     mode: lists.activationMode,
@@ -43,6 +46,11 @@ export function quantSettings(lists: SettingLists): QuantSetting[] {
     for (const b of lists.weightBits) for (const a of lists.activationBits) settings.push({ id: `W${b}A${a}`, weight: weight(b), activation: activation(a) });
   }
   return settings;
+}
+
+/** Whether a weight setting is symmetric: records written before the flag existed are. */
+export function isWeightSymmetric(weight: NonNullable<QuantSetting['weight']>): boolean {
+  return weight.symmetric !== false;
 }
 
 /**
@@ -98,6 +106,7 @@ export function checkSettings(settings: AnalysisSettings): void {
       if (g?.kind !== 'channel' && !(g?.kind === 'group' && Number.isInteger(g.size) && g.size >= 1)) {
         refuse(`${label}: weight granularity must be {kind: "channel"} or {kind: "group", size ≥ 1}`);
       }
+      if (setting.weight.symmetric !== undefined && typeof setting.weight.symmetric !== 'boolean') refuse(`${label}: weight "symmetric" must be true or false`);
     }
     if (setting.activation) {
       const a = setting.activation;
@@ -109,6 +118,8 @@ export function checkSettings(settings: AnalysisSettings): void {
       }
     }
   }
+  const weightSymmetry = new Set(settings.settings.flatMap((setting) => (setting.weight ? [isWeightSymmetric(setting.weight)] : [])));
+  if (weightSymmetry.size > 1) refuse('weight settings must be all symmetric or all asymmetric (one run, one weight quantizer)');
   if (settings.unit !== 'layer' && settings.unit !== 'group') refuse('"unit" must be "layer" or "group"');
   if (!Array.isArray(settings.groups)) refuse('"groups" must be a list');
   const groupNames = new Set<string>();

@@ -82,7 +82,7 @@ const allocationSchema = {
         },
       },
     },
-    weight: { type: 'object', required: ['granularity'], properties: { granularity } },
+    weight: { type: 'object', required: ['granularity'], properties: { granularity, symmetric: { type: 'boolean' } } },
     activation: {
       type: 'object',
       required: ['mode', 'symmetric'],
@@ -201,11 +201,17 @@ export function allocationLayerNames(layers: readonly LayerInfo[]): Map<string, 
   return new Map(layers.map((layer) => [(count.get(layer.name) ?? 0) > 1 ? `${layer.name} [${layer.weight}]` : layer.name, layer]));
 }
 
-/** One range resolved against a model: each listed layer and its bits (granularity filled in from the file). */
+/** One range resolved against a model: each listed layer and its bits (granularity and symmetry filled in from the file). */
 export interface ResolvedLayerAllocation extends LayerAllocation {
   name: string;
   layer: LayerInfo;
   granularity: AllocationGranularity;
+  weightSymmetric: boolean;
+}
+
+/** The allocation's weight quantizer is symmetric unless it says otherwise (files written before the flag existed). */
+export function allocationWeightSymmetric(allocation: Pick<AllocationFile, 'weight'>): boolean {
+  return allocation.weight.symmetric !== false;
 }
 
 /**
@@ -219,6 +225,7 @@ export function validateAllocationForModel(
   files: { allocation: string; model: string },
 ): ResolvedLayerAllocation[][] {
   const byName = allocationLayerNames(layers);
+  const weightSymmetric = allocationWeightSymmetric(allocation);
   const unknown = new Set<string>();
   for (const range of allocation.ranges) {
     for (const name of Object.keys(range.layers)) if (!byName.has(name)) unknown.add(name);
@@ -236,7 +243,7 @@ export function validateAllocationForModel(
       .filter(([name]) => Object.hasOwn(range.layers, name))
       .map(([name, layer]) => {
         const chosen = range.layers[name];
-        return { name, layer, ...chosen, granularity: chosen.granularity ?? allocation.weight.granularity };
+        return { name, layer, ...chosen, granularity: chosen.granularity ?? allocation.weight.granularity, weightSymmetric };
       }),
   );
 }
@@ -255,6 +262,8 @@ export interface AllocationFromSearchOptions {
   ranges: SearchedRange[];
   activation: AllocationFile['activation'];
   granularity?: AllocationGranularity;
+  /** Default true. */
+  weightSymmetric?: boolean;
 }
 
 /**
@@ -287,7 +296,7 @@ export function allocationFromSearch(options: AllocationFromSearchOptions): Allo
     ...(options.budget ? { budget: options.budget } : {}),
     predicted: { cost: total('cost'), error: total('error') },
     ranges,
-    weight: { granularity: options.granularity ?? 'channel' },
+    weight: { granularity: options.granularity ?? 'channel', symmetric: options.weightSymmetric ?? true },
     activation: { ...options.activation },
   };
   const problem = allocationProblem(allocation);

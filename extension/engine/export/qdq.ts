@@ -3,15 +3,19 @@
 // static per-tensor scales calibrated on the calibration set. The numbers are those of QuantLens's fake-quant
 // simulation (quantizeWeight, staticQuantParams, instrument/fakeQuant.ts); what differs is said below and in `notes`.
 //
-// Weights (a layer at 2…15 bits; 16 = left as stored). Codes q = round(w / s), s = absmax / (2^(b−1) − 1) per output
-// channel (or group), exactly quantizeWeight's; int8 storage for ≤ 8 bits (values within ±(2^(b−1) − 1), so a 4-bit
-// layer also takes a byte per weight: packed int4 needs DequantizeLinear-21 and INT4 tensors), int16 above. The
-// stored float tensor is replaced by the codes and a node computing q·s under the weight's own name, so every
-// consumer reads what it read before:
-//   - opset ≥ 13, int8, per channel: DequantizeLinear with `axis` = the output-channel axis;
+// Weights (a layer at 2…15 bits; 16 = left as stored). Codes and scales are exactly weightCodes' per output channel
+// (or group). Symmetric (the allocation's default): q = round(w / s), s = absmax / (2^(b−1) − 1); int8 storage for
+// ≤ 8 bits (values within ±(2^(b−1) − 1), so a 4-bit layer also takes a byte per weight: packed int4 needs
+// DequantizeLinear-21 and INT4 tensors), int16 above. Asymmetric (`weight.symmetric: false`): codes 0…2^b − 1 with a
+// zero point z per channel (or group); uint8 storage for ≤ 8 bits with uint8 zero points, int16 above. The stored
+// float tensor is replaced by the codes and a node computing (q − z)·s under the weight's own name, so every consumer
+// reads what it read before:
+//   - opset ≥ 13, ≤ 8 bits, per channel: DequantizeLinear with `axis` = the output-channel axis (and the uint8 zero
+//     point per channel when asymmetric);
 //   - opset 7…12 (per-axis DequantizeLinear does not exist yet), int16 codes, or per-group scales (blocked
 //     DequantizeLinear needs opset 21): Cast(codes → float) · Mul(scale broadcast over the channel axis, or over a
-//     [.., channel, block, 1] view, then Reshape back). The same product, float32(q)·float32(s).
+//     [.., channel, block, 1] view, then Reshape back), with a Sub of the float zero points (same broadcast) between
+//     when asymmetric. The same product, float32(q − z)·float32(s) (q − z is exact in float32).
 //   Both round once where the simulation rounds q·s computed in float64: the dequantized weights differ from
 //   quantizeWeight's by at most one float32 ulp (a scale below float32's normal range — weights ~1e-39, zero in
 //   effect — is stored with an absolute error up to 2^-150, times q). Non-float32 weights get a Cast back to their type. Opsets below 7
@@ -80,15 +84,17 @@ export interface ExportOptions {
   threads?: number;
 }
 
-export type WeightForm = 'DequantizeLinear' | 'Cast·Mul';
+export type WeightForm = 'DequantizeLinear' | 'Cast·Mul' | 'Cast·Sub·Mul';
 
 export interface ExportedWeight {
   layer: string;
   weight: string;
   bits: number;
-  storage: 'int8' | 'int16';
+  /** Symmetric codes: int8 (≤ 8 bits) or int16; asymmetric codes (0…2^b − 1): uint8 (≤ 8 bits) or int16. */
+  storage: 'int8' | 'uint8' | 'int16';
   form: WeightForm;
   granularity: AllocationGranularity;
+  symmetric: boolean;
 }
 
 export type ActivationForm = 'QuantizeLinear/DequantizeLinear' | 'fake-quant subgraph';
@@ -135,44 +141,53 @@ function toGranularity(granularity: AllocationGranularity): Granularity {
 
 
 /**
- * How codes and scales are laid out for Cast·Mul: the codes viewed as `view` (their storage order unchanged), the
- * scales as `scaleShape` (broadcast against the view), scale values in that shape's order. null when per-group scales
- * have no such view (groups that neither divide the elements after the channel axis nor are whole multiples of them).
+ * How codes, scales and zero points are laid out for Cast·Mul: the codes viewed as `view` (their storage order
+ * unchanged), the scales (and zero points) as `scaleShape` (broadcast against the view), their values in that shape's
+ * order. null when per-group scales have no such view (groups that neither divide the elements after the channel axis
+ * nor are whole multiples of them).
  */
 interface ScaleView {
   view: number[];
   scaleShape: number[];
   scaleValues: Float32Array;
+  /** The zero point of each scale, same order (all 0 when symmetric). */
+  zeroValues: Int32Array;
 }
 
 function scaleView(shape: readonly number[], channelAxis: number, codes: WeightCodes, granularity: Granularity): ScaleView | null {
   const layout = channelLayout(shape, channelAxis, codes.codes.length);
   const { outer, channels, inner } = layout;
-  const perChannel = codes.blocksPerChannel === 1;
-  const scaleOf = (channel: number, block: number) => codes.scales[channel * codes.blocksPerChannel + block];
-  if (perChannel) {
+  const slotOf = (channel: number, block: number) => channel * codes.blocksPerChannel + block;
+  /** The view and scale shape, and the (channel, block) slot of each scale in the scale shape's order. */
+  const place = (view: number[], scaleShape: number[], slots: Int32Array): ScaleView => ({
+    view,
+    scaleShape,
+    scaleValues: Float32Array.from(slots, (slot) => codes.scales[slot]),
+    zeroValues: slots.map((slot) => codes.zeroPoints[slot]),
+  });
+  if (codes.blocksPerChannel === 1) {
     const scaleShape = shape.map((dim, axis) => (axis === channelAxis ? dim : 1));
     // A tensor whose layout is one channel (rank ≤ 1 or a single channel) has one scale.
     if (layout.channels === 1) scaleShape.fill(1);
-    return { view: [...shape], scaleShape, scaleValues: Float32Array.from({ length: layout.channels }, (_, c) => scaleOf(c, 0)) };
+    return place([...shape], scaleShape, Int32Array.from({ length: layout.channels }, (_, c) => slotOf(c, 0)));
   }
   const size = (granularity as { size: number }).size;
   if (inner % size === 0) {
     // Blocks lie within one run of `inner` elements: [outer, channels, inner/size, size].
     const perRun = inner / size;
-    const values = new Float32Array(outer * channels * perRun);
+    const slots = new Int32Array(outer * channels * perRun);
     for (let o = 0; o < outer; o++) {
-      for (let c = 0; c < channels; c++) for (let k = 0; k < perRun; k++) values[(o * channels + c) * perRun + k] = scaleOf(c, o * perRun + k);
+      for (let c = 0; c < channels; c++) for (let k = 0; k < perRun; k++) slots[(o * channels + c) * perRun + k] = slotOf(c, o * perRun + k);
     }
-    return { view: [outer, channels, perRun, size], scaleShape: [outer, channels, perRun, 1], scaleValues: values };
+    return place([outer, channels, perRun, size], [outer, channels, perRun, 1], slots);
   }
   if (size % inner === 0 && outer % (size / inner) === 0) {
     // A block spans `size / inner` whole runs: [outer / r, r, channels, inner].
     const runs = size / inner;
     const blocks = outer / runs;
-    const values = new Float32Array(blocks * channels);
-    for (let m = 0; m < blocks; m++) for (let c = 0; c < channels; c++) values[m * channels + c] = scaleOf(c, m);
-    return { view: [blocks, runs, channels, inner], scaleShape: [blocks, 1, channels, 1], scaleValues: values };
+    const slots = new Int32Array(blocks * channels);
+    for (let m = 0; m < blocks; m++) for (let c = 0; c < channels; c++) slots[m * channels + c] = slotOf(c, m);
+    return place([blocks, runs, channels, inner], [blocks, 1, channels, 1], slots);
   }
   return null;
 }
@@ -420,12 +435,21 @@ class Exporter {
           `(elementary ops), not QuantizeLinear: ${opset < QDQ_OPSET ? `opset ${opset} has no QuantizeLinear (it arrives in opset ${QDQ_OPSET})` : 'more than 8 bits, or a zero point outside uint8'}`,
       );
     }
-    if (weights.some((w) => w.form === 'Cast·Mul')) {
+    const castForms = [...new Set(weights.map((w) => w.form).filter((form) => form !== 'DequantizeLinear'))];
+    if (castForms.length > 0) {
       this.notes.push(
-        `weights are dequantized with Cast·Mul${opset < PER_AXIS_DQ_OPSET ? ` (per-channel DequantizeLinear needs opset ${PER_AXIS_DQ_OPSET}; the model has ${opset}, which export keeps)` : ' where the codes are int16 or scaled per group'}`,
+        `weights are dequantized with ${castForms.join(' and ')}${opset < PER_AXIS_DQ_OPSET ? ` (per-channel DequantizeLinear needs opset ${PER_AXIS_DQ_OPSET}; the model has ${opset}, which export keeps)` : ' where the codes are int16 or scaled per group'}`,
       );
     }
-    if (weights.some((w) => w.bits < 8)) this.notes.push('weights below 8 bits are stored one per byte (int8): packed int4 storage needs opset 21');
+    if (weights.some((w) => !w.symmetric)) {
+      this.notes.push(
+        'asymmetric weights: codes 0…2^b − 1 with a zero point per channel (or group), stored as uint8 (int16 above 8 bits); ' +
+          'DequantizeLinear takes a uint8 zero point per channel, Cast·Sub·Mul subtracts the zero point in float',
+      );
+    }
+    if (weights.some((w) => w.bits < 8)) {
+      this.notes.push(`weights below 8 bits are stored one per byte (${weights.some((w) => !w.symmetric) ? 'int8, or uint8 when asymmetric' : 'int8'}): packed int4 storage needs opset 21`);
+    }
 
     const result: ExportResult = {
       outPath,
@@ -471,8 +495,9 @@ class Exporter {
       return undefined;
     }
     const granularity = toGranularity(layer.granularity);
+    const symmetric = layer.weightSymmetric;
     const data = await this.opened.readTensorF32(info.weight);
-    const codes = weightCodes(data, info.shape, info.channelAxis, layer.weightBits, granularity);
+    const codes = weightCodes(data, info.shape, info.channelAxis, layer.weightBits, granularity, symmetric);
     const view = scaleView(info.shape, info.channelAxis, codes, granularity);
     if (!view) {
       this.notes.push(
@@ -481,26 +506,42 @@ class Exporter {
       );
       return undefined;
     }
-    const int8 = layer.weightBits <= 8;
-    const storage = int8 ? new Int8Array(codes.codes) : new Int16Array(codes.codes);
+    const byte = layer.weightBits <= 8;
+    // Codes of ≤ 8 bits take a byte: int8 (−127…127) when symmetric, uint8 (0…2^b − 1) when asymmetric.
+    const [storageType, storage, storageName] = !byte
+      ? [DataType.INT16, new Int16Array(codes.codes), 'int16' as const]
+      : symmetric
+        ? [DataType.INT8, new Int8Array(codes.codes), 'int8' as const]
+        : [DataType.UINT8, new Uint8Array(codes.codes), 'uint8' as const];
     const base = `weight/${info.weight}`;
     // An all-zero block has codes 0; any positive scale reproduces it, and DequantizeLinear expects positive scales.
     const scales = view.scaleValues.map((s) => (s > 0 ? s : 1));
     const codesName = names.fresh(`${base}/codes`);
     const scaleName = names.fresh(`${base}/scale`);
-    const perAxis = codes.blocksPerChannel === 1 && int8 && opset >= PER_AXIS_DQ_OPSET;
+    const zeroName = symmetric ? undefined : names.fresh(`${base}/zero_point`);
+    const perAxis = codes.blocksPerChannel === 1 && byte && opset >= PER_AXIS_DQ_OPSET;
     const floatOut = floatType === DataType.FLOAT ? info.weight : names.fresh(`${base}/float32`);
     if (perAxis) {
       const channels = info.shape.length > 1 ? info.shape[info.channelAxis] : 1;
       const perTensor = scales.length === 1 && channels !== 1;
-      initializers.push(rawTensor(codesName, DataType.INT8, info.shape, storage));
-      initializers.push(rawTensor(scaleName, DataType.FLOAT, perTensor ? [] : [scales.length], scales));
-      prefix.push(makeNode('DequantizeLinear', [codesName, scaleName], [floatOut], perTensor ? {} : { axis: { int: info.channelAxis } }));
+      const paramShape = perTensor ? [] : [scales.length];
+      initializers.push(rawTensor(codesName, storageType, info.shape, storage));
+      initializers.push(rawTensor(scaleName, DataType.FLOAT, paramShape, scales));
+      if (zeroName) initializers.push(rawTensor(zeroName, DataType.UINT8, paramShape, Uint8Array.from(view.zeroValues)));
+      const inputs = zeroName ? [codesName, scaleName, zeroName] : [codesName, scaleName];
+      prefix.push(makeNode('DequantizeLinear', inputs, [floatOut], perTensor ? {} : { axis: { int: info.channelAxis } }));
     } else {
-      initializers.push(rawTensor(codesName, int8 ? DataType.INT8 : DataType.INT16, view.view, storage));
+      initializers.push(rawTensor(codesName, storageType, view.view, storage));
       initializers.push(rawTensor(scaleName, DataType.FLOAT, view.scaleShape, scales));
-      const asFloat = names.fresh(`${base}/cast`);
+      let asFloat = names.fresh(`${base}/cast`);
       prefix.push(makeNode('Cast', [codesName], [asFloat], { to: { int: DataType.FLOAT } }));
+      if (zeroName) {
+        // q − z is an exact small integer in float32, so (q − z)·s rounds once, as DequantizeLinear does.
+        initializers.push(rawTensor(zeroName, DataType.FLOAT, view.scaleShape, Float32Array.from(view.zeroValues)));
+        const centered = names.fresh(`${base}/centered`);
+        prefix.push(makeNode('Sub', [asFloat, zeroName], [centered]));
+        asFloat = centered;
+      }
       const sameShape = view.view.length === info.shape.length && view.view.every((d, i) => d === info.shape[i]);
       const product = sameShape ? floatOut : names.fresh(`${base}/scaled`);
       prefix.push(makeNode('Mul', [asFloat, scaleName], [product]));
@@ -515,9 +556,10 @@ class Exporter {
       layer: layer.name,
       weight: info.weight,
       bits: layer.weightBits,
-      storage: int8 ? 'int8' : 'int16',
-      form: perAxis ? 'DequantizeLinear' : 'Cast·Mul',
+      storage: storageName,
+      form: perAxis ? 'DequantizeLinear' : symmetric ? 'Cast·Mul' : 'Cast·Sub·Mul',
       granularity: layer.granularity,
+      symmetric,
     };
   }
 

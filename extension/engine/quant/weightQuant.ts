@@ -1,16 +1,23 @@
-// Symmetric round-to-nearest weight quantization: the definition every part of QuantLens uses. quantizeWeight
-// implements it here (fake-quantized weights for instrumented runs); the SIMD kernels of weight statistics
-// (statsKernels.ts) do the same float64 arithmetic in bulk, and the tests hold the two to the same SQNR.
+// Round-to-nearest weight quantization: the definition every part of QuantLens uses. quantizeWeight implements it
+// here (fake-quantized weights for instrumented runs); the SIMD kernels of weight statistics (statsKernels.ts) do the
+// same float64 arithmetic in bulk for the symmetric quantizer, and the tests hold the two to the same SQNR.
 //
 // A weight tensor is viewed as [outer, channels, inner] around its output-channel axis. The input elements of a
 // channel are all other axes flattened in storage order (index j = o·inner + i, K = outer·inner of them). A scale
 // covers either a whole channel or a group of `size` consecutive input elements of one channel (the last group of a
-// channel may be short):
-//   levels = 2^(b−1) − 1,  scale = absmax / levels,  q = clamp(round(w / scale), −levels, levels),  ŵ = q · scale.
-// w / scale is evaluated as (w · (1 / absmax)) · levels, so one reciprocal per block serves every bit width.
-// Rounding is half to even, like ONNX Round and QuantizeLinear. The clamp never binds because the scale comes from the
-// absmax of the very elements it quantizes (|w / scale| ≤ levels up to one rounding error, far from levels + ½), so
-// the code omits it.
+// channel may be short). Two quantizers, per block:
+//   symmetric:  levels = 2^(b−1) − 1,  scale = absmax / levels,  q = clamp(round(w / scale), −levels, levels),
+//               ŵ = q · scale.
+//     w / scale is evaluated as (w · (1 / absmax)) · levels, so one reciprocal per block serves every bit width.
+//     The clamp never binds because the scale comes from the absmax of the very elements it quantizes
+//     (|w / scale| ≤ levels up to one rounding error, far from levels + ½), so the code omits it.
+//   asymmetric (zero point, QLLM-Eval's weight-only setting, as AWQ's pseudo-quantizer): L = 2^b − 1,
+//               s = (max − min) / L,  z = clamp(round(−min / s), 0, L),  q = clamp(round(w / s) + z, 0, L),
+//               ŵ = (q − z) · s.
+//     A block whose range excludes 0 gets z clamped to 0 (or L), so its values beyond L·s (or below −L·s) clip, as
+//     in QLLM-Eval. A constant block (max = min = c) takes s = |c| / L, which reproduces c exactly (z = 0 and q = L
+//     for c > 0, z = L and q = 0 for c < 0), and s = 1 when c = 0 (codes and zero point 0).
+// Rounding is half to even, like ONNX Round and QuantizeLinear.
 
 /** A tensor seen around its output-channel axis. */
 export interface ChannelLayout {
@@ -36,10 +43,15 @@ export function roundHalfEven(x: number): number {
   return x + ROUND_MAGIC - ROUND_MAGIC;
 }
 
-/** Largest |q| for b bits: 2^(b−1) − 1. */
+/** Largest |q| for b bits, symmetric: 2^(b−1) − 1. */
 export function quantLevels(bits: number): number {
   if (!Number.isInteger(bits) || bits < 2 || bits > 16) throw new RangeError(`bits must be an integer from 2 to 16, got ${bits}`);
   return 2 ** (bits - 1) - 1;
+}
+
+/** Largest code for b bits, asymmetric (codes 0…L): 2^b − 1. */
+export function asymmetricLevels(bits: number): number {
+  return 2 * quantLevels(bits) + 1;
 }
 
 /**
@@ -104,8 +116,8 @@ export function forEachRun(
 }
 
 /**
- * Fake-quantized copy of a weight (ŵ = q · scale, stored as float32), symmetric round-to-nearest with one scale per
- * output channel or per group of consecutive input elements of each channel.
+ * Fake-quantized copy of a weight (ŵ = (q − z) · scale, stored as float32), round-to-nearest with one scale (and, when
+ * asymmetric, one zero point) per output channel or per group of consecutive input elements of each channel.
  */
 export function quantizeWeight(
   data: Float32Array,
@@ -113,31 +125,55 @@ export function quantizeWeight(
   channelAxis: number,
   bits: number,
   granularity: Granularity,
+  symmetric = true,
 ): Float32Array {
-  const { codes, scales, blocksPerChannel } = weightCodes(data, shape, channelAxis, bits, granularity);
+  const { codes, scales, zeroPoints, blocksPerChannel } = weightCodes(data, shape, channelAxis, bits, granularity, symmetric);
   const layout = channelLayout(shape, channelAxis, data.length);
   const out = new Float32Array(data.length);
   forEachRun(layout, scaleBlockSize(layout, granularity), (start, end, channel, block) => {
-    const scale = scales[channel * blocksPerChannel + block];
-    for (let i = start; i < end; i++) out[i] = codes[i] * scale;
+    const slot = channel * blocksPerChannel + block;
+    const scale = scales[slot];
+    const zeroPoint = zeroPoints[slot];
+    for (let i = start; i < end; i++) out[i] = (codes[i] - zeroPoint) * scale;
   });
   return out;
 }
 
-/** Integer codes of a weight (storage order) and one scale per channel × block: what quantizeWeight dequantizes. */
+/** Integer codes of a weight (storage order), one scale and one zero point per channel × block: what quantizeWeight
+ *  dequantizes. */
 export interface WeightCodes {
+  /** Symmetric: −levels…levels; asymmetric: 0…2^b − 1. */
   codes: Int32Array;
-  /** absmax / levels per (channel, block), channel-major, in float64 (an all-zero block has scale 0). */
+  /** Per (channel, block), channel-major, in float64. Symmetric: absmax / levels (an all-zero block has scale 0);
+   *  asymmetric: (max − min) / (2^b − 1), always positive. */
   scales: Float64Array;
+  /** Per (channel, block), like scales: 0 when symmetric, 0…2^b − 1 when asymmetric. */
+  zeroPoints: Int32Array;
   blocksPerChannel: number;
+  symmetric: boolean;
 }
 
-/** q = round(w · (1/absmax) · levels), half to even; an all-zero block gets codes 0 and scale 0 (no 0/0). */
-export function weightCodes(data: Float32Array, shape: readonly number[], channelAxis: number, bits: number, granularity: Granularity): WeightCodes {
-  const levels = quantLevels(bits);
+/**
+ * Symmetric: q = round(w · (1/absmax) · levels), half to even; an all-zero block gets codes 0 and scale 0 (no 0/0).
+ * Asymmetric: q = clamp(round(w / s) + z, 0, L) with s and z from the block's min and max (see the file comment).
+ */
+export function weightCodes(
+  data: Float32Array,
+  shape: readonly number[],
+  channelAxis: number,
+  bits: number,
+  granularity: Granularity,
+  symmetric = true,
+): WeightCodes {
   const layout = channelLayout(shape, channelAxis, data.length);
   const blockSize = scaleBlockSize(layout, granularity);
   const blocksPerChannel = Math.max(1, Math.ceil(layout.inputs / blockSize));
+  return symmetric
+    ? symmetricCodes(data, layout, blockSize, blocksPerChannel, quantLevels(bits))
+    : asymmetricCodes(data, layout, blockSize, blocksPerChannel, asymmetricLevels(bits));
+}
+
+function symmetricCodes(data: Float32Array, layout: ChannelLayout, blockSize: number, blocksPerChannel: number, levels: number): WeightCodes {
   const absMax = new Float64Array(layout.channels * blocksPerChannel);
   forEachRun(layout, blockSize, (start, end, channel, block) => {
     const slot = channel * blocksPerChannel + block;
@@ -152,7 +188,47 @@ export function weightCodes(data: Float32Array, shape: readonly number[], channe
     const inverse = 1 / max;
     for (let i = start; i < end; i++) codes[i] = roundHalfEven(data[i] * inverse * levels);
   });
-  return { codes, scales: absMax.map((max) => max / levels), blocksPerChannel };
+  const scales = absMax.map((max) => max / levels);
+  return { codes, scales, zeroPoints: new Int32Array(absMax.length), blocksPerChannel, symmetric: true };
+}
+
+function asymmetricCodes(data: Float32Array, layout: ChannelLayout, blockSize: number, blocksPerChannel: number, levels: number): WeightCodes {
+  const blocks = layout.channels * blocksPerChannel;
+  const min = new Float64Array(blocks).fill(Infinity);
+  const max = new Float64Array(blocks).fill(-Infinity);
+  forEachRun(layout, blockSize, (start, end, channel, block) => {
+    const slot = channel * blocksPerChannel + block;
+    let low = min[slot];
+    let high = max[slot];
+    for (let i = start; i < end; i++) {
+      low = Math.min(low, data[i]);
+      high = Math.max(high, data[i]);
+    }
+    min[slot] = low;
+    max[slot] = high;
+  });
+  const scales = new Float64Array(blocks);
+  const zeroPoints = new Int32Array(blocks);
+  for (let slot = 0; slot < blocks; slot++) {
+    const [low, high] = [min[slot], max[slot]];
+    // A constant nonzero block: |c| / L reproduces it; an all-zero or empty block: any positive scale does.
+    const scale = high > low ? (high - low) / levels : high === low && high !== 0 ? Math.abs(high) / levels : 1;
+    scales[slot] = scale;
+    zeroPoints[slot] = clampCode(roundHalfEven(-low / scale), levels);
+  }
+  const codes = new Int32Array(data.length);
+  forEachRun(layout, blockSize, (start, end, channel, block) => {
+    const slot = channel * blocksPerChannel + block;
+    const scale = scales[slot];
+    const zeroPoint = zeroPoints[slot];
+    for (let i = start; i < end; i++) codes[i] = clampCode(roundHalfEven(data[i] / scale) + zeroPoint, levels);
+  });
+  return { codes, scales, zeroPoints, blocksPerChannel, symmetric: false };
+}
+
+/** clamp(q, 0, levels); NaN (from a non-finite weight) becomes 0. */
+function clampCode(q: number, levels: number): number {
+  return q > 0 ? (q < levels ? q : levels) : 0;
 }
 
 /** 10·log10(signal / noise) from the two energies, capped at SQNR_CAP_DB (also when both are zero). */

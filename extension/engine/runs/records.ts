@@ -4,6 +4,7 @@ import { randomBytes } from 'crypto';
 import * as fs from 'fs';
 import * as path from 'path';
 import type { ActivationRange, AnalysisRun, AnalysisSettings, Metrics, SensitivityRow } from '../../protocol/analysis';
+import { isWeightSymmetric } from '../analysis/settings';
 import { ModelError } from '../errors';
 import { fileAccessError } from '../model/tensor';
 import { runSchemaProblem } from './schema';
@@ -127,9 +128,13 @@ export function runToCsv(run: AnalysisRun): string {
 // ---------------------------------------------------------------------------------------------------------------
 // merging shards
 
-/** Settings as compared across shards: the model by file name (shards may mount it at different paths). */
+/**
+ * Settings as compared across shards: the model by file name (shards may mount it at different paths), weight
+ * symmetry spelled out (a record from before the flag existed is symmetric).
+ */
 function comparable(settings: AnalysisSettings): Record<string, string> {
-  const entries = Object.entries({ ...settings, model: path.basename(settings.model) });
+  const quantSettings = settings.settings.map((setting) => (setting.weight ? { ...setting, weight: { ...setting.weight, symmetric: isWeightSymmetric(setting.weight) } } : setting));
+  const entries = Object.entries({ ...settings, model: path.basename(settings.model), settings: quantSettings });
   return Object.fromEntries(entries.map(([key, value]) => [key, canonicalJson(value)]));
 }
 

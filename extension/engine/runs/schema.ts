@@ -30,6 +30,7 @@ const quantSetting = {
           required: ['kind'],
           properties: { kind: { enum: ['channel', 'group'] }, size: { type: 'integer', minimum: 1 } },
         },
+        symmetric: { type: 'boolean' },
       },
     },
     activation: {

@@ -9,6 +9,7 @@ import { FLOAT_WEIGHT_BITS } from '../../protocol/allocation';
 import type { AnalysisRun } from '../../protocol/analysis';
 import { FULL_PRECISION_OPTION, type Allocation, type SearchBudget, type SearchProblem, type SearchResult, type UnitChoice } from '../../protocol/search';
 import { groupsOf } from '../analysis/plan';
+import { isWeightSymmetric } from '../analysis/settings';
 import { CancelledError } from '../errors';
 import { allocationFromSearch, rangeLabel } from '../export/allocation';
 import { problemFromRun, problemsPerTimestepRange, type ProblemFromRunOptions } from './fromRun';
@@ -280,11 +281,12 @@ export interface SearchVerifyResult {
   warnings: string[];
 }
 
-/** How the run quantized: its calibration inputs, its activation mode and its weight granularity. */
+/** How the run quantized: its calibration inputs, its activation mode, its weight granularity and symmetry. */
 export function measureSettingsFromRun(run: AnalysisRun, threads?: number): MeasureSettings {
   const { settings } = run;
   const activation = settings.settings.find((setting) => setting.activation)?.activation;
-  const granularity = settings.settings.find((setting) => setting.weight)?.weight?.granularity;
+  const weight = settings.settings.find((setting) => setting.weight)?.weight;
+  const granularity = weight?.granularity;
   return {
     calibration: {
       ...(settings.calibration.source !== undefined ? { source: settings.calibration.source } : {}),
@@ -298,6 +300,7 @@ export function measureSettingsFromRun(run: AnalysisRun, threads?: number): Meas
       ? { mode: activation.mode, symmetric: activation.symmetric, ...(activation.percentile !== undefined ? { percentile: activation.percentile } : {}) }
       : { mode: 'dynamic-token', symmetric: false },
     granularity: granularity?.kind === 'group' ? { group: granularity.size } : 'channel',
+    weightSymmetric: weight ? isWeightSymmetric(weight) : true,
     executionProvider: settings.executionProvider,
     ...(threads ? { threads } : {}),
   };
@@ -405,6 +408,7 @@ export async function searchAndVerify(run: AnalysisRun, budget: SearchBudget, op
       ranges: ranges.map((range, r) => ({ problem: range.problem, result: { ...range.result, allocation: chosen.allocations[r] } })),
       activation: settings.activation,
       granularity: settings.granularity,
+      weightSymmetric: settings.weightSymmetric ?? true,
     });
     allocation.measured = {
       error: chosen.measured.error,

@@ -20,7 +20,7 @@ import { graphIntRanges, loadCalibration, withTimestep, type CalibrationSet, typ
 import { floatToHalfBits } from '../calib/ndarray';
 import { toOrtFeeds } from '../calib/ortFeeds';
 import { CancelledError, ModelError } from '../errors';
-import { allocationLayerNames } from '../export/allocation';
+import { allocationLayerNames, allocationWeightSymmetric } from '../export/allocation';
 import { DataType } from '../instrument/graph';
 import {
   encodeModel,
@@ -53,6 +53,8 @@ export interface MeasureSettings {
   activation: AllocationFile['activation'];
   /** Weight scales for layers whose allocation does not say. */
   granularity: AllocationGranularity;
+  /** Every layer's weight quantizer: symmetric (the default) or asymmetric with zero points. */
+  weightSymmetric?: boolean;
   executionProvider?: 'cpu' | 'cuda';
   threads?: number;
 }
@@ -365,10 +367,12 @@ export class AllocationMeter {
   }
 
   private async quantizedWeight(layer: LayerInfo, elemType: number, bits: number, granularity: AllocationGranularity): Promise<WeightOverride> {
+    // The meter's settings (and so the symmetry) are fixed for its life: the key needs no symmetry.
     const key = `${layer.weight}\u0000${bits}\u0000${granularityKey(granularity)}`;
     const known = this.weightCache.get(key);
     if (known) return known;
-    const quantized = quantizeWeight(await this.opened.readTensorF32(layer.weight), layer.shape, layer.channelAxis, bits, toGranularity(granularity));
+    const symmetric = this.settings.weightSymmetric ?? true;
+    const quantized = quantizeWeight(await this.opened.readTensorF32(layer.weight), layer.shape, layer.channelAxis, bits, toGranularity(granularity), symmetric);
     let data: WeightOverride = quantized;
     if (elemType === DataType.DOUBLE) data = Float64Array.from(quantized);
     else if (elemType === DataType.FLOAT16) data = Uint16Array.from(quantized, floatToHalfBits);
@@ -432,8 +436,8 @@ export class AllocationMeter {
 }
 
 /**
- * Measures one allocation on `modelPath`: an allocation file (its activation mode and weight granularity take the
- * place of the settings'), or ranges of layer bits.
+ * Measures one allocation on `modelPath`: an allocation file (its activation mode, weight granularity and weight
+ * symmetry take the place of the settings'), or ranges of layer bits.
  */
 export async function measureAllocation(
   modelPath: string,
@@ -442,7 +446,9 @@ export async function measureAllocation(
   options: MeasureOptions = {},
 ): Promise<MeasuredAllocation> {
   const ranges = 'ranges' in allocation ? allocation.ranges : allocation;
-  if ('ranges' in allocation) settings = { ...settings, activation: allocation.activation, granularity: allocation.weight.granularity };
+  if ('ranges' in allocation) {
+    settings = { ...settings, activation: allocation.activation, granularity: allocation.weight.granularity, weightSymmetric: allocationWeightSymmetric(allocation) };
+  }
   const activations = ranges.some((range) => Object.values(range.layers).some((layer) => layer.activationBits !== null));
   const meter = await AllocationMeter.open(modelPath, settings, { activations, ...(options.signal ? { signal: options.signal } : {}) });
   try {

@@ -336,7 +336,7 @@ export class AnalysisFeature implements PanelHost, vscode.Disposable {
 function analysisConfig(scope: vscode.Uri): AnalysisConfig {
   const config = vscode.workspace.getConfiguration('quantlens.analysis', scope);
   const keys: (keyof AnalysisConfig)[] = [
-    'weightBits', 'activationBits', 'activationMode', 'combine', 'groupSize', 'unit', 'samples', 'dims', 'timesteps', 'calibrationSource',
+    'weightBits', 'activationBits', 'activationMode', 'combine', 'groupSize', 'weightSymmetric', 'unit', 'samples', 'dims', 'timesteps', 'calibrationSource',
     'executionProvider', 'groups', 'extraActivationTensors',
   ];
   return Object.fromEntries(keys.map((key) => [key, config.get<unknown>(key)]));

@@ -21,6 +21,7 @@ export interface AnalysisConfig {
   activationMode?: unknown;
   combine?: unknown;
   groupSize?: unknown;
+  weightSymmetric?: unknown;
   unit?: unknown;
   samples?: unknown;
   dims?: unknown;
@@ -37,6 +38,7 @@ export const FORM_DEFAULTS: AnalysisForm = {
   activationMode: 'dynamic-token',
   combine: false,
   groupSize: 0,
+  weightSymmetric: true,
   unit: 'layer',
   calibrationSource: '',
   samples: 2,
@@ -87,6 +89,7 @@ export function formFromConfig(config: AnalysisConfig, inputs: readonly ValueInf
     activationMode: MODES.includes(config.activationMode as ActivationMode) ? (config.activationMode as ActivationMode) : FORM_DEFAULTS.activationMode,
     combine: config.combine === true,
     groupSize: intIn(config.groupSize, 0, 1 << 20, FORM_DEFAULTS.groupSize),
+    weightSymmetric: config.weightSymmetric !== false,
     unit: config.unit === 'group' ? 'group' : 'layer',
     calibrationSource: typeof config.calibrationSource === 'string' ? config.calibrationSource.trim() : '',
     samples: intIn(config.samples, 1, 4096, FORM_DEFAULTS.samples),
@@ -119,8 +122,9 @@ export function applyOverrides(base: AnalysisForm, overrides: unknown): Analysis
         form.activationMode = value as ActivationMode;
         break;
       case 'combine':
+      case 'weightSymmetric':
         if (typeof value !== 'boolean') throw bad();
-        form.combine = value;
+        form[key] = value;
         break;
       case 'unit':
         if (value !== 'layer' && value !== 'group') throw bad();
@@ -184,6 +188,7 @@ export function analysisSettings(form: AnalysisForm, context: SettingsContext): 
       activationBits: form.activationBits,
       combine: form.combine === true,
       groupSize: form.groupSize,
+      weightSymmetric: form.weightSymmetric !== false,
       activationMode: form.activationMode,
       // Asymmetric (with a zero point), as ViDiT-Q quantizes activations and as the CLI defaults.
       activationSymmetric: false,
