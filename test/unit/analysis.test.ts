@@ -23,6 +23,7 @@ import { EngineClient, EngineError } from '../../extension/process/client';
 import type { AnalysisRun, AnalysisSettings, QuantSetting, SensitivityRow } from '../../extension/protocol/analysis';
 import type { AnalysisEvent } from '../../extension/protocol/engine';
 import type { LayerInfo, ValueInfo } from '../../extension/protocol/records';
+import { naiveAsymmetricPerChannel, naiveSymmetricPerChannel, roundHalfEven } from './naiveQuant';
 
 const repoRoot = path.resolve(__dirname, '..', '..', '..');
 const SAMPLE = path.join(repoRoot, 'resources', 'sample', 'dit-sample.onnx');
@@ -74,52 +75,6 @@ function key(row: Pick<SensitivityRow, 'unit' | 'setting' | 'timestep'>): string
 // ---------------------------------------------------------------------------------------------------------------
 // Independent pieces: a per-channel weight quantizer, models rebuilt with replaced weights, metrics in float64.
 
-function roundHalfEven(v: number): number {
-  const floor = Math.floor(v);
-  const fraction = v - floor;
-  if (fraction !== 0.5) return fraction > 0.5 ? floor + 1 : floor;
-  return floor % 2 === 0 ? floor : floor + 1;
-}
-
-/** Symmetric round-to-nearest, one scale per index along `axis`, in float64: q = round(w / (absmax / L)). */
-function quantizePerChannel(values: Float32Array, shape: number[], axis: number, bits: number): Float32Array {
-  const levels = 2 ** (bits - 1) - 1;
-  const inner = shape.slice(axis + 1).reduce((a, b) => a * b, 1);
-  const channels = shape[axis];
-  const channelOf = (i: number) => Math.floor(i / inner) % channels;
-  const absMax = new Float64Array(channels);
-  values.forEach((v, i) => (absMax[channelOf(i)] = Math.max(absMax[channelOf(i)], Math.abs(v))));
-  return values.map((v, i) => {
-    const scale = absMax[channelOf(i)] / levels;
-    return scale === 0 ? 0 : Math.max(-levels, Math.min(levels, roundHalfEven(v / scale))) * scale;
-  });
-}
-
-/**
- * Asymmetric round-to-nearest (QLLM-Eval's), one scale and zero point per index along `axis`, in float64:
- * s = (max − min) / (2^b − 1), z = clamp(round(−min / s), 0, 2^b − 1), ŵ = (clamp(round(w / s) + z, 0, 2^b − 1) − z) · s.
- */
-function quantizePerChannelAsymmetric(values: Float32Array, shape: number[], axis: number, bits: number): Float32Array {
-  const top = 2 ** bits - 1;
-  const inner = shape.slice(axis + 1).reduce((a, b) => a * b, 1);
-  const channels = shape[axis];
-  const channelOf = (i: number) => Math.floor(i / inner) % channels;
-  const min = new Float64Array(channels).fill(Infinity);
-  const max = new Float64Array(channels).fill(-Infinity);
-  values.forEach((v, i) => {
-    min[channelOf(i)] = Math.min(min[channelOf(i)], v);
-    max[channelOf(i)] = Math.max(max[channelOf(i)], v);
-  });
-  const clamp = (q: number) => Math.max(0, Math.min(top, q));
-  return values.map((v, i) => {
-    const c = channelOf(i);
-    assert.ok(max[c] > min[c], 'no constant channels in the sample');
-    const scale = (max[c] - min[c]) / top;
-    const zero = clamp(roundHalfEven(-min[c] / scale));
-    return (clamp(roundHalfEven(v / scale) + zero) - zero) * scale;
-  });
-}
-
 /** Output-channel axis of a layer's stored weight, from the node that uses it: Conv [out, …], Gemm transB=1 [out, in], MatMul [in, out]. */
 function outputAxis(model: onnx.ModelProto, weight: string): number {
   const node = (model.graph as onnx.GraphProto).node.find((n) => (n.input ?? [])[1] === weight) as onnx.NodeProto;
@@ -137,7 +92,7 @@ function sampleWithQuantizedWeights(weights: string[], bits: number, symmetric =
     assert.ok(tensor && tensor.rawData.length > 0, name);
     const raw = Uint8Array.from(tensor.rawData);
     const values = new Float32Array(raw.buffer);
-    const quantize = symmetric ? quantizePerChannel : quantizePerChannelAsymmetric;
+    const quantize = symmetric ? naiveSymmetricPerChannel : naiveAsymmetricPerChannel;
     const quantized = quantize(values, tensor.dims.map(Number), outputAxis(model, name), bits);
     tensor.rawData = new Uint8Array(quantized.buffer);
   }

@@ -45,6 +45,7 @@ import { search } from '../../extension/engine/search/solver';
 import { ALLOCATION_SCHEMA, type AllocationFile, type AllocationRange, type LayerAllocation } from '../../extension/protocol/allocation';
 import type { LayerInfo } from '../../extension/protocol/records';
 import type { SearchProblem } from '../../extension/protocol/search';
+import { naiveAsymmetricCodes, roundHalfEven } from './naiveQuant';
 
 const repoRoot = path.resolve(__dirname, '..', '..', '..');
 const SAMPLE = path.join(repoRoot, 'resources', 'sample', 'dit-sample.onnx');
@@ -59,13 +60,6 @@ type Level = 'disabled' | 'all';
 
 // ---------------------------------------------------------------------------------------------------------------
 // independent helpers
-
-function roundHalfEven(v: number): number {
-  const floor = Math.floor(v);
-  const fraction = v - floor;
-  if (fraction !== 0.5) return fraction > 0.5 ? floor + 1 : floor;
-  return floor % 2 === 0 ? floor : floor + 1;
-}
 
 /** Per-output-channel symmetric round-to-nearest in float64, element by element: codes and scales. */
 function naiveCodes(data: Float32Array, shape: number[], axis: number, bits: number): { codes: Int32Array; scales: Float64Array; channelOf: (i: number) => number } {
@@ -84,29 +78,6 @@ function naiveCodes(data: Float32Array, shape: number[], axis: number, bits: num
     codes[i] = m === 0 ? 0 : roundHalfEven(data[i] * (1 / m) * levels);
   }
   return { codes, scales, channelOf };
-}
-
-/**
- * Per-output-channel asymmetric round-to-nearest in float64 (QLLM-Eval's): L = 2^b − 1, s = (max − min) / L (|c| / L
- * for a constant channel c ≠ 0, 1 for an all-zero one), z = clamp(round(−min / s), 0, L), q = clamp(round(w / s) + z).
- */
-function naiveAsymmetricCodes(data: Float32Array, shape: number[], axis: number, bits: number) {
-  const top = 2 ** bits - 1;
-  const inner = shape.slice(axis + 1).reduce((a, b) => a * b, 1);
-  const channels = shape[axis];
-  const channelOf = (i: number) => Math.floor(i / inner) % channels;
-  const min = new Float64Array(channels).fill(Infinity);
-  const max = new Float64Array(channels).fill(-Infinity);
-  for (let i = 0; i < data.length; i++) {
-    min[channelOf(i)] = Math.min(min[channelOf(i)], data[i]);
-    max[channelOf(i)] = Math.max(max[channelOf(i)], data[i]);
-  }
-  const clamp = (q: number) => Math.min(top, Math.max(0, q));
-  const scales = Float64Array.from(min, (low, c) => (max[c] > low ? (max[c] - low) / top : max[c] !== 0 ? Math.abs(max[c]) / top : 1));
-  const zeroPoints = Float64Array.from(min, (low, c) => clamp(roundHalfEven(-low / scales[c])));
-  const codes = new Int32Array(data.length);
-  for (let i = 0; i < data.length; i++) codes[i] = clamp(roundHalfEven(data[i] / scales[channelOf(i)]) + zeroPoints[channelOf(i)]);
-  return { codes, scales, zeroPoints, channelOf };
 }
 
 function ulp32(x: number): number {

@@ -23,6 +23,7 @@ import { AllocationMeter, measureAllocation, type MeasureRange } from '../../ext
 import type { AnalysisRun } from '../../extension/protocol/analysis';
 import type { LayerInfo, ValueInfo } from '../../extension/protocol/records';
 import type { Allocation } from '../../extension/protocol/search';
+import { naiveAsymmetricPerChannel, naiveSymmetricPerChannel } from './naiveQuant';
 
 const repoRoot = path.resolve(__dirname, '..', '..', '..');
 const SAMPLE = path.join(repoRoot, 'resources', 'sample', 'dit-sample.onnx');
@@ -64,14 +65,6 @@ after(() => fs.rmSync(dir, { recursive: true, force: true }));
 // ---------------------------------------------------------------------------------------------------------------
 // The independent computation: the sample's weights quantized by a plain loop, written into a copy of the model.
 
-function roundHalfEven(x: number): number {
-  const floor = Math.floor(x);
-  const diff = x - floor;
-  if (diff > 0.5) return floor + 1;
-  if (diff < 0.5) return floor;
-  return floor % 2 === 0 ? floor : floor + 1;
-}
-
 /** The output-channel axis of each layer's weight, read from the graph: Conv [out, in, …], Gemm by transB, MatMul [in, out]. */
 function weightAxes(graph: onnx.IGraphProto): Map<string, { weight: string; axis: number }> {
   const axes = new Map<string, { weight: string; axis: number }>();
@@ -86,40 +79,6 @@ function weightAxes(graph: onnx.IGraphProto): Map<string, { weight: string; axis
 }
 
 /** Symmetric per-output-channel round-to-nearest in float64: scale = absmax / (2^(b−1) − 1) over each channel. */
-function quantizePerChannel(values: Float32Array, dims: number[], axis: number, bits: number): Float32Array {
-  const channels = dims[axis];
-  const inner = dims.slice(axis + 1).reduce((a, b) => a * b, 1);
-  const channelOf = (i: number) => Math.floor(i / inner) % channels;
-  const absMax = new Float64Array(channels);
-  values.forEach((v, i) => (absMax[channelOf(i)] = Math.max(absMax[channelOf(i)], Math.abs(v))));
-  const levels = 2 ** (bits - 1) - 1;
-  return values.map((v, i) => {
-    const scale = absMax[channelOf(i)] / levels;
-    return scale === 0 ? 0 : roundHalfEven(v / scale) * scale;
-  });
-}
-
-/** Asymmetric per-output-channel round-to-nearest in float64: s = (max − min) / (2^b − 1), z = clamp(round(−min / s)). */
-function quantizePerChannelAsymmetric(values: Float32Array, dims: number[], axis: number, bits: number): Float32Array {
-  const channels = dims[axis];
-  const inner = dims.slice(axis + 1).reduce((a, b) => a * b, 1);
-  const channelOf = (i: number) => Math.floor(i / inner) % channels;
-  const min = new Float64Array(channels).fill(Infinity);
-  const max = new Float64Array(channels).fill(-Infinity);
-  values.forEach((v, i) => {
-    min[channelOf(i)] = Math.min(min[channelOf(i)], v);
-    max[channelOf(i)] = Math.max(max[channelOf(i)], v);
-  });
-  const top = 2 ** bits - 1;
-  const clamp = (q: number) => Math.max(0, Math.min(top, q));
-  return values.map((v, i) => {
-    const c = channelOf(i);
-    const scale = (max[c] - min[c]) / top;
-    const zero = clamp(roundHalfEven(-min[c] / scale));
-    return (clamp(roundHalfEven(v / scale) + zero) - zero) * scale;
-  });
-}
-
 /** The sample with every weight of `bits` (layer name → weight bits; 16 = left alone) replaced by its quantized copy. */
 function quantizedSample(bits: Record<string, number>, symmetric: boolean): Uint8Array {
   const model = onnx.ModelProto.decode(fs.readFileSync(SAMPLE));
@@ -132,7 +91,7 @@ function quantizedSample(bits: Record<string, number>, symmetric: boolean): Uint
     const tensor = graph.initializer.find((t) => t.name === found.weight) as onnx.TensorProto;
     const raw = tensor.rawData;
     const values = new Float32Array(raw.buffer.slice(raw.byteOffset, raw.byteOffset + raw.byteLength));
-    const quantized = (symmetric ? quantizePerChannel : quantizePerChannelAsymmetric)(values, tensor.dims.map(Number), found.axis, b);
+    const quantized = (symmetric ? naiveSymmetricPerChannel : naiveAsymmetricPerChannel)(values, tensor.dims.map(Number), found.axis, b);
     tensor.rawData = new Uint8Array(quantized.buffer);
   }
   return onnx.ModelProto.encode(model).finish();
