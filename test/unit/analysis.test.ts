@@ -24,6 +24,7 @@ import type { AnalysisRun, AnalysisSettings, QuantSetting, SensitivityRow } from
 import type { AnalysisEvent } from '../../extension/protocol/engine';
 import type { LayerInfo, ValueInfo } from '../../extension/protocol/records';
 import { naiveAsymmetricPerChannel, naiveSymmetricPerChannel, roundHalfEven } from './naiveQuant';
+import { bytesOf, npy } from './npyFiles';
 
 const repoRoot = path.resolve(__dirname, '..', '..', '..');
 const SAMPLE = path.join(repoRoot, 'resources', 'sample', 'dit-sample.onnx');
@@ -264,17 +265,6 @@ function tinyModel(weights: Float32Array): Uint8Array {
   }).finish();
 }
 
-function npy(shape: number[], values: Float32Array): Buffer {
-  let dict = `{'descr': '<f4', 'fortran_order': False, 'shape': (${shape.join(', ')}), }`;
-  while ((10 + dict.length + 1) % 64 !== 0) dict += ' ';
-  dict += '\n';
-  const head = Buffer.alloc(10);
-  head.write('\x93NUMPY', 0, 'latin1');
-  head[6] = 1;
-  head.writeUInt16LE(dict.length, 8);
-  return Buffer.concat([head, Buffer.from(dict, 'latin1'), Buffer.from(values.buffer, values.byteOffset, values.byteLength)]);
-}
-
 /** Fake-quantization as fakeQuant.ts defines it, one float32 rounding per operation. */
 function fq(x: number, qmin: number, qmax: number, scale: number, zeroPoint: number): number {
   const q = Math.min(Math.max(f32(roundHalfEven(f32(x * f32(1 / scale))) + zeroPoint), qmin), qmax);
@@ -351,7 +341,7 @@ describe('dynamic per-token versus static per-tensor activations on a known tens
     const model = path.join(dir, 'tiny.onnx');
     const calib = path.join(dir, 'tiny-x.npy');
     fs.writeFileSync(model, tinyModel(w));
-    fs.writeFileSync(calib, npy([samples, TOKENS, FEATURES], x));
+    fs.writeFileSync(calib, npy('<f4', [samples, TOKENS, FEATURES], bytesOf(x)));
     const settings: QuantSetting[] = [
       { id: 'A8 token', activation: { bits: 8, mode: 'dynamic-token', symmetric: true } },
       { id: 'A8 tensor', activation: { bits: 8, mode: 'static-minmax', symmetric: true } },

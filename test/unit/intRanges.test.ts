@@ -18,6 +18,7 @@ import { AllocationMeter } from '../../extension/engine/search/verify';
 import { ALLOCATION_SCHEMA, type AllocationFile } from '../../extension/protocol/allocation';
 import type { AnalysisRun } from '../../extension/protocol/analysis';
 import type { ValueInfo } from '../../extension/protocol/records';
+import { bytesOf, npy } from './npyFiles';
 
 const SAMPLES = path.resolve(__dirname, '..', '..', '..', 'resources', 'sample');
 const LLM = path.join(SAMPLES, 'llm-sample.onnx');
@@ -192,13 +193,7 @@ describe('loadCalibration with per-input ranges', () => {
 
   it('a calibration file leaves the ranges unused and unnoted', async () => {
     const file = path.join(dir, 'ids.npy');
-    const header = "{'descr': '<i8', 'fortran_order': False, 'shape': (1, 4), }";
-    const padded = header + ' '.repeat(64 - ((10 + header.length + 1) % 64)) + '\n';
-    const prefix = Buffer.alloc(10);
-    Buffer.from('\x93NUMPY', 'latin1').copy(prefix);
-    prefix[6] = 1;
-    prefix.writeUInt16LE(padded.length, 8);
-    fs.writeFileSync(file, Buffer.concat([prefix, Buffer.from(padded, 'latin1'), Buffer.from(BigInt64Array.from([1n, 7n, 300n, 511n]).buffer)]));
+    fs.writeFileSync(file, npy('<i8', [1, 4], bytesOf(BigInt64Array.from([1n, 7n, 300n, 511n]))));
     const set = await loadCalibration(LLM, llmInputs, { source: file, intRanges: graphIntRanges(graphOf(LLM), llmInputs) });
     assert.deepEqual(ids(set.samples[0].input_ids), [1, 7, 300, 511]);
     assert.deepEqual(set.warnings, []);

@@ -15,6 +15,7 @@ import { inspectModel } from '../../extension/engine/inspect';
 import { mulberry32 } from '../../extension/engine/random';
 import type { AnalysisRun, AnalysisSettings, QuantSetting } from '../../extension/protocol/analysis';
 import type { LayerRecord } from '../../extension/protocol/records';
+import { bytesOf, npy } from './npyFiles';
 
 const SAMPLE_PATH = path.resolve(__dirname, '..', '..', '..', 'resources', 'sample', 'llm-sample.onnx');
 const { vocabSize, hidden, layers, heads, intermediate, ropeTheta, rmsNormEps, bosTokenId } = LLM_SAMPLE_CONFIG;
@@ -363,18 +364,6 @@ const KV_SETTINGS: QuantSetting[] = [
   { id: 'KV4', activation: { bits: 4, mode: 'dynamic-token', symmetric: false } },
 ];
 
-/** .npy (format 1.0) of int64 values. */
-function npyInt64(shape: number[], values: BigInt64Array): Buffer {
-  let header = `{'descr': '<i8', 'fortran_order': False, 'shape': (${shape.join(', ')}), }`;
-  while ((10 + header.length + 1) % 64 !== 0) header += ' ';
-  header += '\n';
-  const prefix = Buffer.alloc(10);
-  prefix.write('\x93NUMPY', 0, 'latin1');
-  prefix[6] = 1;
-  prefix.writeUInt16LE(header.length, 8);
-  return Buffer.concat([prefix, Buffer.from(header, 'latin1'), Buffer.from(values.buffer, values.byteOffset, values.byteLength)]);
-}
-
 describe('QLLM-Eval on the LLM sample: weights, activations and the KV cache', () => {
   let run: AnalysisRun;
   let kvRun: AnalysisRun;
@@ -387,7 +376,7 @@ describe('QLLM-Eval on the LLM sample: weights, activations and the KV cache', (
     // Calibration as an LLM gets it: 8 sequences of 16 tokens, each starting with BOS, 4 samples of 2 sequences.
     const [rows, seq] = [8, 16];
     const calibration = path.join(dir, 'token-ids.npy');
-    fs.writeFileSync(calibration, npyInt64([rows, seq], BigInt64Array.from(tokenIds(8, rows, seq).flat(), BigInt)));
+    fs.writeFileSync(calibration, npy('<i8', [rows, seq], bytesOf(BigInt64Array.from(tokenIds(8, rows, seq).flat(), BigInt))));
     const base: AnalysisSettings = {
       model: SAMPLE_PATH,
       settings: SETTINGS,

@@ -35,6 +35,19 @@ function analysisTab(): { tab: vscode.Tab; group: vscode.TabGroup } | undefined 
   return undefined;
 }
 
+/** The state of the newest run other than `before`, once it is no longer running. */
+function runEnded(api: QuantLensApi, before: string | undefined) {
+  return waitFor(
+    'the analysis to end',
+    () => {
+      const s = api.lastRunState();
+      return s && s.recordPath !== before && s.status !== 'running' ? s : undefined;
+    },
+    () => JSON.stringify(api.lastRunState()),
+    180_000,
+  );
+}
+
 function harnessWatching(): boolean {
   const file = exchangePath(workspaceRoot(), EXCHANGE.harness);
   return fs.existsSync(file) && (JSON.parse(fs.readFileSync(file, 'utf8')) as HarnessInfo).screenshot === true;
@@ -183,15 +196,7 @@ suite('Sensitivity analysis', () => {
     };
     writeFileAtomic(exchangePath(workspaceRoot(), EXCHANGE.readyForAnalysisForm), JSON.stringify(request));
     await waitFor('the harness to click Analyze Sensitivity, check the form and click Start', () => (fs.existsSync(exchangePath(workspaceRoot(), EXCHANGE.analysisFormDone)) ? true : undefined), undefined, 120_000);
-    const state = await waitFor(
-      'the analysis started from the form to end',
-      () => {
-        const s = api.lastRunState();
-        return s && s.recordPath !== before && s.status !== 'running' ? s : undefined;
-      },
-      () => JSON.stringify(api.lastRunState()),
-      180_000,
-    );
+    const state = await runEnded(api, before);
     assert.equal(state.status, 'complete', state.message);
     assert.equal(state.rows, (layers.length + 1) * SETTINGS.length * TIMESTEPS.length);
     assert.deepEqual(await waitForFullRender('the heatmap of the run started from the form'), fullRender());
@@ -203,20 +208,10 @@ suite('Sensitivity analysis', () => {
   test('Extra activation tensors (attention K and V, as for KV-cache quantization) are measured as their own units; an unknown one is refused by name', async function () {
     this.timeout(240_000);
     const kv = ['blocks.0.attn/Gather_k_output', 'blocks.0.attn/Gather_v_output'];
-    const ended = async (before: string | undefined) =>
-      waitFor(
-        'the analysis to end',
-        () => {
-          const s = api.lastRunState();
-          return s && s.recordPath !== before && s.status !== 'running' ? s : undefined;
-        },
-        () => JSON.stringify(api.lastRunState()),
-        180_000,
-      );
     let before = api.lastRunPath();
     const options = { weightBits: [], activationBits: [4, 8], samples: 1, timestepCount: 1 };
     await vscode.commands.executeCommand('quantlens.analyzeSensitivity', sample(), { ...options, extraActivationTensors: kv });
-    const state = await ended(before);
+    const state = await runEnded(api, before);
     assert.equal(state.status, 'complete', state.message);
     const run = JSON.parse(fs.readFileSync(state.recordPath, 'utf8')) as AnalysisRun;
     assert.deepEqual(run.settings.extraActivationTensors, kv);
@@ -229,7 +224,7 @@ suite('Sensitivity analysis', () => {
 
     before = api.lastRunPath();
     await vscode.commands.executeCommand('quantlens.analyzeSensitivity', sample(), { ...options, extraActivationTensors: ['blocks.0.attn/no_such_tensor'] });
-    const refused = await ended(before);
+    const refused = await runEnded(api, before);
     assert.equal(refused.status, 'failed');
     assert.match(refused.message ?? '', /dit-sample\.onnx.*no tensor named "blocks\.0\.attn\/no_such_tensor"/);
   });
@@ -247,21 +242,11 @@ suite('Sensitivity analysis', () => {
     const llm = fixture(FIXTURES.llmSample);
     const llmLayers = expectedOnnxLayers(llm.fsPath);
     assert.equal(llmLayers.length, 29, '4 layers × 7 projections + lm_head');
-    const ended = async (before: string | undefined) =>
-      waitFor(
-        'the analysis of the LLM sample to end',
-        () => {
-          const s = api.lastRunState();
-          return s && s.recordPath !== before && s.status !== 'running' ? s : undefined;
-        },
-        () => JSON.stringify(api.lastRunState()),
-        180_000,
-      );
     const options = { weightBits: [8], activationBits: [], samples: 1 };
 
     let before = api.lastRunPath();
     await vscode.commands.executeCommand('quantlens.analyzeSensitivity', llm, { ...options, dims: { seq: 8 } });
-    const state = await ended(before);
+    const state = await runEnded(api, before);
     assert.equal(state.status, 'complete', state.message);
     const run = JSON.parse(fs.readFileSync(state.recordPath, 'utf8')) as AnalysisRun;
     assert.deepEqual(run.settings.calibration.dims, { seq: 8 });
@@ -275,7 +260,7 @@ suite('Sensitivity analysis', () => {
 
     before = api.lastRunPath();
     await vscode.commands.executeCommand('quantlens.analyzeSensitivity', llm, options);
-    const refused = await ended(before);
+    const refused = await runEnded(api, before);
     assert.equal(refused.status, 'failed');
     assert.match(refused.message ?? '', /llm-sample\.onnx.*symbolic dim "seq".*quantlens\.analysis\.dims \(editor\) or --dims \(CLI\)/);
   });
