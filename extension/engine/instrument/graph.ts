@@ -1,20 +1,12 @@
 // Small tools for rewriting ONNX graphs: fresh names, node and tensor builders, element types of values.
 import { onnx } from 'onnx-proto';
+import { intValue, isStandardDomain } from '../model/protoValues';
 
 export const DataType = onnx.TensorProto.DataType;
 const AttributeType = onnx.AttributeProto.AttributeType;
 
-/** protobufjs gives int64 fields as numbers or Long objects. */
-type Int64 = number | { toNumber(): number };
-
-export function intValue(value: Int64 | null | undefined): number {
-  if (value === null || value === undefined) return 0;
-  return typeof value === 'number' ? value : value.toNumber();
-}
-
-export function isStandardDomain(domain: string | null | undefined): boolean {
-  return !domain || domain === 'ai.onnx';
-}
+// Shared with the model loader; re-exported for the graph rewriting's users.
+export { intValue, isStandardDomain };
 
 /** Version of the default (ai.onnx) operator set the model imports, or undefined when it imports none. */
 export function defaultOpset(model: onnx.IModelProto): number | undefined {

@@ -2,22 +2,13 @@
 // exporters sometimes put a Cast (int64 → int32) on the indices. Read-only; synthetic calibration draws such an input
 // from the table's rows, so every id it makes names a row the model has.
 import type { onnx } from 'onnx-proto';
+import { intValue as toNumber, isStandardDomain } from './protoValues';
 
 export interface IndexedTable {
   /** The stored tensor (initializer or Constant output) gathered from. */
   table: string;
   /** Size of the gathered axis: the valid indices are 0 … rows − 1. */
   rows: number;
-}
-
-function isStandardDomain(domain: string | null | undefined): boolean {
-  return !domain || domain === 'ai.onnx';
-}
-
-/** protobufjs gives int64 fields as numbers or Long objects. */
-function toNumber(value: number | { toNumber(): number } | null | undefined): number {
-  if (value === null || value === undefined) return 0;
-  return typeof value === 'number' ? value : value.toNumber();
 }
 
 /** Dims of the main graph's stored tensors: initializers, then Constant nodes' `value` tensors. */

@@ -17,26 +17,15 @@ import {
   numElements,
   readByteRange,
 } from './tensor';
+import { intValue as toNumber, isStandardDomain, type Int64 } from './protoValues';
 import type { OpenedModel } from './types';
 
 /** protobuf messages cannot exceed 2 GiB; bigger models keep their weights in external data files. */
 const MAX_PROTO_BYTES = 2 ** 31 - 1;
 
-/** protobufjs gives int64 fields as numbers or Long objects. */
-type Int64 = number | { toNumber(): number };
-
-function toNumber(value: Int64 | null | undefined): number {
-  if (value === null || value === undefined) return 0;
-  return typeof value === 'number' ? value : value.toNumber();
-}
-
 /** A model-supplied string, quoted and shortened for messages. */
 function quote(text: string): string {
   return JSON.stringify(text.length > 200 ? `${text.slice(0, 200)}…` : text);
-}
-
-function isStandardDomain(domain: string | null | undefined): boolean {
-  return !domain || domain === 'ai.onnx';
 }
 
 /** Reads and decodes an ONNX file. Tensor raw_data fields are views of the file's bytes. */
