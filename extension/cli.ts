@@ -272,7 +272,7 @@ function readGroups(file: string): LayerGroupSpec[] {
   return value as LayerGroupSpec[];
 }
 
-/** The most sensitive units per setting (lowest primary SQNR, mean over timesteps). */
+/** The most sensitive units per setting (lowest primary SQNR, averaged over the timesteps when there are several). */
 function formatRunSummary(run: AnalysisRun, file: string, elapsedMs: number): string {
   const lines = [
     `${run.status}: ${run.rows.length}/${run.plan.total} cells in ${(elapsedMs / 1000).toFixed(1)} s → ${file}` +
@@ -280,6 +280,7 @@ function formatRunSummary(run: AnalysisRun, file: string, elapsedMs: number): st
   ];
   for (const warning of run.warnings ?? []) lines.push(`warning: ${clean(warning)}`);
   const shown = 5;
+  const overTimesteps = run.plan.timesteps.filter((t) => t !== null).length > 1 ? ', mean over timesteps' : '';
   for (const setting of run.plan.settings) {
     const byUnit = new Map<string, number[]>();
     for (const row of run.rows) {
@@ -292,7 +293,7 @@ function formatRunSummary(run: AnalysisRun, file: string, elapsedMs: number): st
     const mean = (values: number[]) => values.reduce((a, b) => a + b, 0) / values.length;
     const ranked = [...byUnit].map(([unit, values]) => [unit, mean(values)] as const).sort((a, b) => a[1] - b[1] || (a[0] < b[0] ? -1 : 1));
     const all = run.rows.filter((r) => r.setting === setting && r.unit === ALL_UNIT).map((r) => r.primary.sqnrDb);
-    lines.push(`${setting}: most sensitive (SQNR dB, mean over timesteps)${all.length ? `; everything at once ${fixed(mean(all), 1)} dB` : ''}`);
+    lines.push(`${setting}: most sensitive (SQNR dB${overTimesteps})${all.length ? `; everything at once ${fixed(mean(all), 1)} dB` : ''}`);
     for (const [unit, sqnr] of ranked.slice(0, shown)) lines.push(`  ${fixed(sqnr, 1).padStart(7)}  ${truncateMiddle(clean(unit), NAME_WIDTH)}`);
   }
   return lines.join('\n');

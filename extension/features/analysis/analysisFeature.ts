@@ -13,6 +13,7 @@ import type { EngineHost } from '../engineHost';
 import type { Inspection } from '../inspection';
 import { INSPECTOR_VIEW_TYPE, type InspectorProvider } from '../inspector/inspectorProvider';
 import { REVEAL_LAYER_COMMAND } from '../layersView/layersView';
+import { freshPath } from '../freshPath';
 import { requireTrust } from '../trust';
 import { fromWalkthrough, reachedMilestone } from '../walkthrough';
 import { OpenPanels } from '../webview/replayPanel';
@@ -340,19 +341,6 @@ function analysisConfig(scope: vscode.Uri): AnalysisConfig {
     'executionProvider', 'groups', 'extraActivationTensors',
   ];
   return Object.fromEntries(keys.map((key) => [key, config.get<unknown>(key)]));
-}
-
-/** `file`, or `file` with -2, -3, … before its extension when that exists (two runs started within a second). */
-async function freshPath(file: string): Promise<string> {
-  const { dir, name, ext } = path.parse(file);
-  for (let n = 1; ; n++) {
-    const candidate = n === 1 ? file : path.join(dir, `${name}-${n}${ext}`);
-    try {
-      await fs.access(candidate);
-    } catch {
-      return candidate;
-    }
-  }
 }
 
 /** The model summary of an inspection as soon as it is known, or the sentence saying why there is none. */

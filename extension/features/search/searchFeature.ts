@@ -13,6 +13,7 @@ import type { SearchForm, SearchReport } from '../../protocol/searchPanel';
 import type { SearchRendered } from '../../protocol/testApi';
 import type { EngineHost } from '../engineHost';
 import { RUNS_FOLDER } from '../analysis/analysisFeature';
+import { freshPath } from '../freshPath';
 import { requireTrust } from '../trust';
 import { fromWalkthrough, reachedMilestone } from '../walkthrough';
 import { OpenPanels } from '../webview/replayPanel';
@@ -324,18 +325,6 @@ async function readReport(reportPath: string): Promise<SearchReport> {
   const problem = reportProblem(value);
   if (problem) throw new Error(`${reportPath}: not a QuantLens search report (${problem})`);
   return value as SearchReport;
-}
-
-async function freshPath(file: string): Promise<string> {
-  const { dir, name, ext } = path.parse(file);
-  for (let n = 1; ; n++) {
-    const candidate = n === 1 ? file : path.join(dir, `${name}-${n}${ext}`);
-    try {
-      await fs.access(candidate);
-    } catch {
-      return candidate;
-    }
-  }
 }
 
 function notifyProgress(name: string, controller: AbortController, done: Promise<unknown>): void {
