@@ -8,6 +8,7 @@ import * as path from 'path';
 import { inspectModel } from '../extension/engine/inspect';
 import { openModel } from '../extension/engine/model/open';
 import { computeWeightStats } from '../extension/engine/quant/weightStats';
+import { mulberry32 } from '../extension/engine/random';
 import { THREADS, sensitivityBench } from './sensitivityBench';
 import { benchSearchQuality, formatSearchQuality } from './searchBench';
 import { benchSolver } from './solverBench';
@@ -82,14 +83,10 @@ async function openTimes(): Promise<void> {
 
 /** Deterministic Gaussian data (σ = 0.02), generated once and shared by the checkpoint's tensors. */
 function gaussianData(count: number, seed: number): Float32Array {
-  let state = seed >>> 0;
-  const uniform = () => {
-    state = (Math.imul(state, 1664525) + 1013904223) >>> 0;
-    return (state + 0.5) / 4294967296;
-  };
+  const uniform = mulberry32(seed);
   const data = new Float32Array(count);
   for (let i = 0; i < count; i += 2) {
-    const radius = 0.02 * Math.sqrt(-2 * Math.log(uniform()));
+    const radius = 0.02 * Math.sqrt(-2 * Math.log(1 - uniform())); // 1 − u ∈ (0, 1]: the logarithm stays finite
     const angle = 2 * Math.PI * uniform();
     data[i] = radius * Math.cos(angle);
     if (i + 1 < count) data[i + 1] = radius * Math.sin(angle);

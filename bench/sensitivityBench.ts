@@ -108,13 +108,7 @@ async function benchModel(model: BenchModel, dir: string): Promise<SensitivityBe
   };
   const opened = await openModel(model.file);
   const inputs = opened.summary.inputs;
-  const calibration = await loadCalibration(model.file, inputs, {
-    samples: SAMPLES,
-    batch: 1,
-    seed: 0,
-    dims: model.dims ?? {},
-    ...(model.timesteps ? { timestep: model.timesteps } : {}),
-  });
+  const calibration = await loadCalibration(model.file, inputs, { ...settings.calibration, ...(settings.timestep ? { timestep: settings.timestep } : {}) });
   const tInput = model.timesteps ? inputs.find((i) => i.name === model.timesteps?.input) : undefined;
   // Every (timestep, sample) feed a configuration runs.
   const allFeeds = (model.timesteps?.values ?? [null]).flatMap((t) =>

@@ -2,22 +2,15 @@
 // a search from the editor or the CLI runs it. Random parameter counts share no divisor, so the cost grid is the
 // rounded default one, the slower case. `node out/bench/solverBench.js` prints it; bench.ts calls benchSolver().
 import type { SearchProblem, SearchUnit } from '../extension/protocol/search';
+import { mulberry32 } from '../extension/engine/random';
 import { solveFront } from '../extension/engine/search/solver';
 
 const LAYERS = 1000;
 const BITS = [2, 3, 4, 6, 8, 16];
 
-function seeded(seed: number): () => number {
-  let state = seed >>> 0;
-  return () => {
-    state = (Math.imul(state, 1664525) + 1013904223) >>> 0;
-    return state / 2 ** 32;
-  };
-}
-
 /** Errors fall by about 4× per bit (quantization noise power), scaled by a random per-layer sensitivity. */
 function randomProblem(): SearchProblem {
-  const random = seeded(20240601);
+  const random = mulberry32(20240601);
   const units: SearchUnit[] = [];
   let totalParams = 0;
   for (let layer = 0; layer < LAYERS; layer++) {

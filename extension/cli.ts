@@ -6,7 +6,7 @@ import * as path from 'path';
 import { Command, InvalidArgumentError } from 'commander';
 import { runAnalysis } from './engine/analysis/runner';
 import { ACTIVATION_MODES, ALL_UNIT, DEFAULT_PERCENTILE, parseShard, quantSettings } from './engine/analysis/settings';
-import { detectTimestepInput, evenlySpacedTimesteps } from './engine/calib';
+import { detectTimestepInput } from './engine/calib';
 import { CancelledError, ModelError } from './engine/errors';
 import { inspectModel } from './engine/inspect';
 import { PARAM_COLUMNS, instrumentModel, writeInstrumentedModel } from './engine/instrument/instrument';
@@ -27,7 +27,20 @@ import {
   type ModelSummary,
   type ValueInfo,
 } from './protocol/records';
-import { bitList, clean, collect, dimList, integer, nonNegativeInteger, positiveInteger, splitList, toJson, truncateMiddle } from './cliShared';
+import {
+  bitList,
+  clean,
+  collect,
+  dimList,
+  integer,
+  nonNegativeInteger,
+  positiveInteger,
+  splitList,
+  timestepsFlag,
+  toJson,
+  truncateMiddle,
+  usageErrors,
+} from './cliShared';
 
 const EXIT_BAD_INPUT = 2;
 const EXIT_INTERNAL = 1;
@@ -153,7 +166,7 @@ function addAnalyze(program: Command): void {
     .option('--timestep-input <name>', 'the input that carries the timestep (default: detected by name: t, timestep, sigma, ...)')
     .option('--ep <provider>', 'onnxruntime execution provider: cpu or cuda (needs onnxruntime-node with CUDA)', executionProvider, 'cpu')
     .option('--threads <n>', "onnxruntime threads per session (default: one per physical core; set it to a container's CPU limit)", positiveInteger)
-    .option('--shard <i/N>', 'run only slice i of N of the plan (for a cluster; combine the records with "quantlens merge")', shardOption)
+    .option('--shard <i/N>', 'run only slice i of N of the plan (for a cluster; combine the records with "quantlens merge")', usageErrors(parseShard))
     .option('--csv <file>', 'also write the rows as CSV')
     .addHelpText(
       'after',
@@ -219,8 +232,7 @@ async function analysisSettings(model: string, flags: AnalyzeFlags): Promise<Ana
     if (flags.timesteps === undefined) {
       process.stderr.write(`quantlens: input "${clean(input)}" looks like a diffusion timestep: analyzing ${count} timesteps from 999 to 0 (--timesteps, --timestep-values)\n`);
     }
-    if (count > 1000) throw new InvalidArgumentError(`--timesteps ${count}: at most 1000 distinct timesteps fit in 0..999.`);
-    timestep = { input, values: evenlySpacedTimesteps(count) };
+    timestep = { input, values: timestepsFlag(count) };
   } else if (flags.timesteps && !input) {
     throw new ModelError(path.resolve(model), 'no input looks like a timestep; name it with --timestep-input');
   }
@@ -399,14 +411,6 @@ function executionProvider(value: string): 'cpu' | 'cuda' {
   return value;
 }
 
-function shardOption(value: string): { index: number; count: number } {
-  try {
-    return parseShard(value);
-  } catch (err) {
-    throw new InvalidArgumentError(`${err instanceof Error ? err.message : String(err)}.`);
-  }
-}
-
 // ---------------------------------------------------------------------------------------------------------------
 // text output
 
@@ -488,7 +492,6 @@ function formatLayerTable(layers: LayerRecord[], outlierSigma: number): string {
   ].join('\n');
 }
 
-/** Model strings are untrusted: control characters could drive the terminal, so they are shown escaped. */
 function nonFinite(x: number): string | undefined {
   if (Number.isNaN(x)) return 'nan';
   if (!Number.isFinite(x)) return x > 0 ? 'inf' : '-inf';
@@ -529,13 +532,12 @@ function bytes(n: number): string {
   return `${value.toFixed(1)} ${units[unit]}`;
 }
 
-/** JSON with C1 control characters escaped too (JSON.stringify leaves them raw and some terminals obey them). */
 // ---------------------------------------------------------------------------------------------------------------
 // terminal plumbing
 
 /** A one-line progress display on stderr, only when a person is watching it. */
 class Progress {
-  private readonly enabled = process.stderr.isTTY === true;
+  readonly enabled = process.stderr.isTTY === true;
   private shown = false;
 
   show(text: string): void {
@@ -555,8 +557,7 @@ class Progress {
  * cluster jobs stay readable).
  */
 class ProgressBar {
-  private readonly tty = process.stderr.isTTY === true;
-  private shown = false;
+  private readonly line = new Progress();
   private lastDecile = -1;
   private lastMessage: string | undefined;
 
@@ -564,16 +565,17 @@ class ProgressBar {
     if (total === 0) {
       if (message && message !== this.lastMessage) {
         this.lastMessage = message;
-        this.write(`${message}…`, true);
+        if (this.line.enabled) this.line.show(`${message}…`);
+        else process.stderr.write(`analyze: ${message}…\n`);
       }
       return;
     }
     const share = Math.min(1, done / total);
     const eta = etaMs === null ? '' : ` · ETA ${duration(etaMs)}`;
-    if (this.tty) {
+    if (this.line.enabled) {
       const width = 30;
       const filled = Math.round(share * width);
-      this.write(`[${'#'.repeat(filled)}${'.'.repeat(width - filled)}] ${(share * 100).toFixed(0).padStart(3)}% ${done}/${total} cells${eta}`, false);
+      this.line.show(`[${'#'.repeat(filled)}${'.'.repeat(width - filled)}] ${(share * 100).toFixed(0).padStart(3)}% ${done}/${total} cells${eta}`);
       return;
     }
     const decile = Math.floor(share * 10);
@@ -583,18 +585,8 @@ class ProgressBar {
     }
   }
 
-  private write(text: string, plainToo: boolean): void {
-    if (this.tty) {
-      process.stderr.write(`\r\x1b[K${text}`);
-      this.shown = true;
-    } else if (plainToo) {
-      process.stderr.write(`analyze: ${text}\n`);
-    }
-  }
-
   clear(): void {
-    if (this.shown) process.stderr.write('\r\x1b[K');
-    this.shown = false;
+    this.line.clear();
   }
 }
 

@@ -124,6 +124,3 @@ function formatExport(result: ExportResult, allocation: AllocationFile, yamlFile
 function megabytes(bytes: number): string {
   return `${(bytes / 1e6).toFixed(bytes < 1e7 ? 2 : 1)} MB`;
 }
-
-/** Names from model and allocation files are untrusted: control characters are shown escaped. */
-/** JSON with C1 control characters escaped too (JSON.stringify leaves them raw and some terminals obey them). */

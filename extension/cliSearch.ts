@@ -6,7 +6,7 @@ import * as path from 'path';
 import { Command, InvalidArgumentError } from 'commander';
 import { runAnalysis } from './engine/analysis/runner';
 import { ALL_UNIT, compilePattern, quantSettings } from './engine/analysis/settings';
-import { detectTimestepInput, evenlySpacedTimesteps } from './engine/calib';
+import { detectTimestepInput } from './engine/calib';
 import { ModelError } from './engine/errors';
 import { saveAllocation } from './engine/export/allocation';
 import { openModel } from './engine/model/open';
@@ -16,7 +16,7 @@ import { searchAndVerify, type MeasuredPoint, type RefineStep, type SearchVerify
 import { pinsMatching } from './engine/search/session';
 import type { AnalysisRun, AnalysisSettings } from './protocol/analysis';
 import type { SearchBudget, SearchProblem } from './protocol/search';
-import { bitList, clean, collect, dimList, nonNegativeInteger, positiveInteger, splitList, truncateMiddle } from './cliShared';
+import { bitList, clean, collect, dimList, nonNegativeInteger, positiveInteger, splitList, timestepsFlag, truncateMiddle, usageErrors } from './cliShared';
 
 /** Weight bit-widths of the sweep started when a model is given instead of a run (16 = full precision is always there). */
 const DEFAULT_WEIGHT_BITS = [2, 3, 4, 6, 8];
@@ -54,7 +54,7 @@ export function addSearch(program: Command): void {
         'settings; optionally refine on measured error; writes the allocation file',
     )
     .argument('<run-or-model>', 'a run record from "quantlens analyze" (.json), or an .onnx model (a quick sweep runs first)')
-    .requiredOption('--budget <budget>', 'average weight bits ("5bits"), size ("40MB"), bit-operations ("2e9bops"), or an error target ("error<=0.05": the cheapest allocation predicted to keep each range\'s relative noise power under it)', budgetValue)
+    .requiredOption('--budget <budget>', 'average weight bits ("5bits"), size ("40MB"), bit-operations ("2e9bops"), or an error target ("error<=0.05": the cheapest allocation predicted to keep each range\'s relative noise power under it)', usageErrors(parseBudget))
     .requiredOption('--out <file>', 'where to write the allocation (JSON, for "quantlens export")')
     .option('--refine <n>', 'measurements to spend refining the choice on measured error (0 = none)', nonNegativeInteger, 0)
     .option('--per-timestep-ranges <k>', 'split the run\'s timesteps into k ranges, each with its own allocation', positiveInteger, 1)
@@ -110,7 +110,6 @@ async function sweep(model: string, flags: SearchFlags): Promise<AnalysisRun> {
   const input = detectTimestepInput(inputs);
   if (flags.timesteps !== undefined && !input) throw new ModelError(path.resolve(model), 'no input looks like a timestep, so --timesteps does not apply');
   const count = flags.timesteps ?? DEFAULT_TIMESTEPS;
-  if (count > 1000) throw new InvalidArgumentError(`--timesteps ${count}: at most 1000 distinct timesteps fit in 0..999.`);
   const settings: AnalysisSettings = {
     model: path.resolve(model),
     settings: quantSettings({
@@ -126,7 +125,7 @@ async function sweep(model: string, flags: SearchFlags): Promise<AnalysisRun> {
     groups: [],
     exclude: [],
     calibration: { ...(flags.calib ? { source: path.resolve(flags.calib) } : {}), samples: flags.samples, batch: 1, seed: 0, dims: flags.dims ?? {} },
-    ...(input ? { timestep: { input, values: evenlySpacedTimesteps(count) } } : {}),
+    ...(input ? { timestep: { input, values: timestepsFlag(count) } } : {}),
     extraActivationTensors: [],
     executionProvider: 'cpu',
   };
@@ -235,7 +234,6 @@ function frontRows(length: number, chosen: number): number[] {
 
 const significant = (value: number) => (Number.isFinite(value) ? Number(value.toPrecision(3)).toString() : String(value));
 
-/** Names from files are untrusted: control characters would drive the terminal. */
 /** One stderr line per stage (measuring, refining), so long runs show where they are. */
 class StageLog {
   private last: string | undefined;
@@ -249,16 +247,6 @@ class StageLog {
 
 // ---------------------------------------------------------------------------------------------------------------
 // flag parsers
-
-function budgetValue(value: string): SearchBudget {
-  let budget: SearchBudget;
-  try {
-    budget = parseBudget(value);
-  } catch (err) {
-    throw new InvalidArgumentError(`${err instanceof Error ? err.message : String(err)}.`);
-  }
-  return budget;
-}
 
 function idList(value: string): string[] {
   const ids = splitList(value);

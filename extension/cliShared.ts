@@ -1,6 +1,7 @@
 // Option parsers and text helpers every `quantlens` subcommand shares (commander calls the parsers; a thrown
 // InvalidArgumentError becomes a one-line usage error).
 import { InvalidArgumentError } from 'commander';
+import { evenlySpacedTimesteps } from './engine/calib';
 
 export function collect(value: string, previous: string[]): string[] {
   return [...previous, value];
@@ -46,6 +47,24 @@ export function integer(value: string): number {
   return n;
 }
 
+/** A flag parser from an engine parser (parseShard, parseBudget): its error becomes a usage error. */
+export function usageErrors<T>(parse: (value: string) => T): (value: string) => T {
+  return (value) => {
+    try {
+      return parse(value);
+    } catch (err) {
+      throw new InvalidArgumentError(`${err instanceof Error ? err.message : String(err)}.`);
+    }
+  };
+}
+
+/** `count` timesteps (--timesteps) evenly spaced from 999 to 0; more than fit there is a usage error. */
+export function timestepsFlag(count: number): number[] {
+  if (count > 1000) throw new InvalidArgumentError(`--timesteps ${count}: at most 1000 distinct timesteps fit in 0..999.`);
+  return evenlySpacedTimesteps(count);
+}
+
+/** Model strings are untrusted: control characters could drive the terminal, so they are shown escaped. */
 export function clean(text: string): string {
   return text.replace(/[\u0000-\u001f\u007f-\u009f]/g, (c) => `\\x${c.charCodeAt(0).toString(16).padStart(2, '0')}`);
 }
@@ -56,6 +75,7 @@ export function truncateMiddle(text: string, width: number): string {
   return `${text.slice(0, head)}…${text.slice(text.length - (width - 1 - head))}`;
 }
 
+/** JSON with C1 control characters escaped too (JSON.stringify leaves them raw and some terminals obey them). */
 export function toJson(value: unknown): string {
   return JSON.stringify(value).replace(/[\u007f-\u009f]/g, (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, '0')}`);
 }

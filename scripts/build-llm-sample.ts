@@ -2,11 +2,10 @@
 // embeddings, causal self-attention, SwiGLU MLP, Hugging Face module names), with deterministic pseudo-random weights
 // and planted massive activations at the BOS token. Run with `node out/scripts/build-llm-sample.js [OUT.onnx]` after
 // `tsc -p .`; the same seed always gives the same bytes, and a unit test holds the committed file to that.
-import * as fs from 'fs';
 import * as path from 'path';
 import { onnx } from 'onnx-proto';
 import { fnv1a, mulberry32 } from '../extension/engine/random';
-import { GraphBuilder, attr, tensorInfo } from './build-sample';
+import { GraphBuilder, attr, pickDistinct, tensorInfo, writeModelFile } from './build-sample';
 
 export const LLM_SAMPLE_CONFIG = {
   vocabSize: 512,
@@ -50,13 +49,7 @@ function randomNormal(name: string, count: number, std: number): Float32Array {
 
 /** `count` distinct indices below `limit`, sorted, reproducibly from `name`. */
 function pickIndices(name: string, count: number, limit: number): number[] {
-  const uniform = uniformStream(name);
-  const chosen: number[] = [];
-  while (chosen.length < count) {
-    const index = Math.floor(uniform() * limit);
-    if (!chosen.includes(index)) chosen.push(index);
-  }
-  return chosen.sort((a, b) => a - b);
+  return pickDistinct(uniformStream(name), count, limit);
 }
 
 // ---------------------------------------------------------------------------------------------------------------
@@ -317,10 +310,7 @@ export function buildLlmSampleModel(): Uint8Array {
 
 /** Writes the LLM sample to `outputPath` (folders created as needed) and returns its size in bytes. */
 export function writeLlmSampleModel(outputPath: string = DEFAULT_LLM_SAMPLE_PATH): number {
-  const bytes = buildLlmSampleModel();
-  fs.mkdirSync(path.dirname(outputPath), { recursive: true });
-  fs.writeFileSync(outputPath, bytes);
-  return bytes.length;
+  return writeModelFile(outputPath, buildLlmSampleModel());
 }
 
 if (require.main === module) {

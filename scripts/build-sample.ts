@@ -54,15 +54,19 @@ function randomNormal(name: string, count: number, std: number): Float32Array {
   return values;
 }
 
-/** Picks `count` distinct indices below `limit`, reproducibly from `name`. */
-function pickChannels(name: string, count: number, limit: number): number[] {
-  const uniform = mulberry32(fnv1a(name) ^ SAMPLE_CONFIG.seed);
+/** `count` distinct indices below `limit`, sorted, drawn from `uniform`. */
+export function pickDistinct(uniform: () => number, count: number, limit: number): number[] {
   const chosen: number[] = [];
   while (chosen.length < count) {
     const index = Math.floor(uniform() * limit);
     if (!chosen.includes(index)) chosen.push(index);
   }
   return chosen.sort((a, b) => a - b);
+}
+
+/** Picks `count` distinct indices below `limit`, reproducibly from `name`. */
+function pickChannels(name: string, count: number, limit: number): number[] {
+  return pickDistinct(mulberry32(fnv1a(name) ^ SAMPLE_CONFIG.seed), count, limit);
 }
 
 // ---------------------------------------------------------------------------------------------------------------
@@ -456,12 +460,16 @@ export function buildSampleModel(): Uint8Array {
   return onnx.ModelProto.encode(model).finish();
 }
 
-/** Writes the sample model to `outputPath` (folders created as needed) and returns its size in bytes. */
-export function writeSampleModel(outputPath: string = DEFAULT_SAMPLE_PATH): number {
-  const bytes = buildSampleModel();
+/** Writes a generated model to `outputPath` (folders created as needed) and returns its size in bytes. */
+export function writeModelFile(outputPath: string, bytes: Uint8Array): number {
   fs.mkdirSync(path.dirname(outputPath), { recursive: true });
   fs.writeFileSync(outputPath, bytes);
   return bytes.length;
+}
+
+/** Writes the sample model to `outputPath` and returns its size in bytes. */
+export function writeSampleModel(outputPath: string = DEFAULT_SAMPLE_PATH): number {
+  return writeModelFile(outputPath, buildSampleModel());
 }
 
 if (require.main === module) {

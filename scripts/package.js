@@ -62,9 +62,8 @@ function zipEntries(file) {
   return entries;
 }
 
-/** What a VSIX may hold under extension/: everything else is a packaging mistake. */
-function unexpectedEntries(entries, target) {
-  const binaries = new Set(platformBinaries(TARGETS[target]).map((f) => `extension/${f}`));
+/** What a VSIX may hold under extension/ besides its target's `binaries`: everything else is a packaging mistake. */
+function unexpectedEntries(entries, binaries) {
   const allowed = [
     /^extension\/(package\.json|readme\.md|changelog\.md|LICENSE\.txt)$/i,
     /^extension\/dist\/[^/]+\.js$/,
@@ -80,13 +79,14 @@ function unexpectedEntries(entries, target) {
   return entries
     .map((e) => e.name)
     .filter((name) => name.startsWith('extension/'))
-    .filter((name) => !binaries.has(name) && !allowed.some((pattern) => pattern.test(name)));
+    .filter((name) => !binaries.includes(name) && !allowed.some((pattern) => pattern.test(name)));
 }
 
 function packageTarget(target, version) {
+  const binaries = platformBinaries(TARGETS[target]);
   const base = fs.readFileSync(path.join(REPO, '.vscodeignore'), 'utf8');
   const ignoreFile = path.join(fs.mkdtempSync(path.join(os.tmpdir(), 'quantlens-vsce-')), '.vscodeignore');
-  fs.writeFileSync(ignoreFile, `${base}\n${platformBinaries(TARGETS[target]).map((f) => `!${f}`).join('\n')}\n`);
+  fs.writeFileSync(ignoreFile, `${base}\n${binaries.map((f) => `!${f}`).join('\n')}\n`);
   const out = path.join(OUT_DIR, `quantlens-${version}-${target}.vsix`);
   fs.rmSync(out, { force: true });
   try {
@@ -99,9 +99,10 @@ function packageTarget(target, version) {
     fs.rmSync(path.dirname(ignoreFile), { recursive: true, force: true });
   }
   const entries = zipEntries(out);
-  const unexpected = unexpectedEntries(entries, target);
+  const packedBinaries = binaries.map((f) => `extension/${f}`);
+  const unexpected = unexpectedEntries(entries, packedBinaries);
   if (unexpected.length) throw new Error(`${path.relative(REPO, out)} holds files it should not:\n  ${unexpected.join('\n  ')}`);
-  const missing = ['extension/dist/extension.js', 'extension/dist/engine.js', ...platformBinaries(TARGETS[target]).map((f) => `extension/${f}`)].filter(
+  const missing = ['extension/dist/extension.js', 'extension/dist/engine.js', ...packedBinaries].filter(
     (name) => !entries.some((e) => e.name === name),
   );
   if (missing.length) throw new Error(`${path.relative(REPO, out)} lacks ${missing.join(', ')}`);

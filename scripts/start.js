@@ -57,7 +57,7 @@ function build() {
   if (!fs.existsSync(path.join(REPO, 'node_modules'))) run(npm, ['install'], 'npm install');
   const configs = ['package.json', 'tsconfig.json', 'webpack.config.js'];
   // webpack leaves an output untouched when its content is unchanged, so a stamp records when the build last ran.
-  const bundles = ['dist/extension.js', 'dist/engine.js', 'dist/cli.js', 'dist/webview/inspector.js'];
+  const bundles = ['dist/extension.js', 'dist/engine.js', 'dist/cli.js', ...['inspector', 'analysis', 'search'].map((app) => `dist/webview/${app}.js`)];
   if (bundles.some((b) => !fs.existsSync(path.join(REPO, b))) || stale([BUILD_STAMP], ['extension', 'webview', ...configs])) {
     // `npm run build`, with webpack's output cut down to problems.
     run(npx, ['webpack', '--mode', 'production', '--stats', 'errors-warnings'], 'building the extension (webpack --mode production)');

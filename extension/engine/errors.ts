@@ -11,6 +11,11 @@ export class ModelError extends Error {
   }
 }
 
+/** A string from a user's file (a tensor name, a path written in it): untrusted, so quoted and cut for messages. */
+export function quote(text: string): string {
+  return JSON.stringify(text.length > 200 ? `${text.slice(0, 200)}…` : text);
+}
+
 /** Thrown by long work when its AbortSignal fires. */
 export class CancelledError extends Error {
   constructor() {

@@ -5,7 +5,7 @@
 import { setImmediate as yieldToEventLoop } from 'timers/promises';
 import type { InspectEvent, InspectResult } from '../protocol/engine';
 import type { InspectOptions, LayerInfo, LayerRecord, WeightStats } from '../protocol/records';
-import { ModelError, throwIfAborted } from './errors';
+import { ModelError, quote, throwIfAborted } from './errors';
 import { openModel } from './model/open';
 import type { OpenedModel } from './model/types';
 import { channelLayout } from './quant/weightQuant';
@@ -100,11 +100,6 @@ function nonFiniteWarning(layers: LayerRecord[]): string {
   const more = layers.length > NAMED_NON_FINITE_LAYERS ? `, and ${layers.length - NAMED_NON_FINITE_LAYERS} more` : '';
   const subject = layers.length === 1 ? '1 layer has' : `${layers.length} layers have`;
   return `${subject} NaN or infinite weights: ${named.join(', ')}${more}; their statistics and SQNR cover the finite weights only`;
-}
-
-/** A name from the model file, quoted and cut to a readable length (it is untrusted text). */
-function quote(name: string): string {
-  return JSON.stringify(name.length > 200 ? `${name.slice(0, 200)}…` : name);
 }
 
 function statsKey(layer: LayerInfo): string {

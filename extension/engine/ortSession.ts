@@ -22,9 +22,13 @@ export async function createSession(model: Uint8Array | string, modelFile: strin
       ...(options.threads ? { intraOpNumThreads: options.threads } : {}),
     });
   } catch (err) {
-    const reason = (err instanceof Error ? err.message : String(err)).split('\n')[0].slice(0, 300);
-    throw new ModelError(modelFile, `onnxruntime cannot load the ${what}: ${reason}`);
+    throw new ModelError(modelFile, `onnxruntime cannot load the ${what}: ${ortFailureReason(err)}`);
   }
+}
+
+/** The first line of an onnxruntime error, at most 300 characters: its messages can run to many lines. */
+export function ortFailureReason(err: unknown): string {
+  return (err instanceof Error ? err.message : String(err)).split('\n')[0].slice(0, 300);
 }
 
 /** ort.Tensors for instrument's feeds; empty (switched-off) feeds are taken from `reuse` when it has them. */

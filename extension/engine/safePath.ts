@@ -2,7 +2,7 @@
 // of that file, refusing any that leads outside it: absolute paths, `..` escapes, and symbolic links pointing out.
 import * as fs from 'fs';
 import * as path from 'path';
-import { ModelError } from './errors';
+import { ModelError, quote } from './errors';
 import { fileAccessError } from './model/tensor';
 
 export interface ResolvedFile {
@@ -21,11 +21,6 @@ export interface SafeFolderWording {
   fileWhat: string;
   /** e.g. "the model's folder". */
   folderName: string;
-}
-
-/** A string from a user's file, quoted and shortened for messages. */
-function quote(text: string): string {
-  return JSON.stringify(text.length > 200 ? `${text.slice(0, 200)}…` : text);
 }
 
 function escapes(folder: string, target: string): boolean {

@@ -1,11 +1,11 @@
 // Messages between the sensitivity panel's host half (features/analysis) and its webview (webview/analysis).
-import type { ActivationRange, AnalysisRun, RunStatus, SensitivityRow } from './analysis';
+import type { ActivationMode, ActivationRange, AnalysisRun, RunStatus, SensitivityRow } from './analysis';
 
 /** What the launch form edits; the host turns it into AnalysisSettings (defaults from the extension's settings). */
 export interface AnalysisForm {
   weightBits: number[];
   activationBits: number[];
-  activationMode: 'static-minmax' | 'static-percentile' | 'dynamic-token';
+  activationMode: ActivationMode;
   /** Also a setting for each weight × activation pair (W4A8, …). */
   combine?: boolean;
   /** 0 = per channel. */

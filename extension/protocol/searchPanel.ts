@@ -1,6 +1,7 @@
 // The mixed-precision search as the editor runs it: the engine methods' params, events and results (engine
 // `search` and `exportQdq`), the compact report the search panel draws, and the panel's messages
 // (features/search ↔ webview/search).
+import type { RunStatus } from './analysis';
 import type { SearchBudget } from './search';
 
 export interface SearchParams {
@@ -143,7 +144,7 @@ export type HostToSearch =
   /** A finished search (or one reopened from its saved report). */
   | { type: 'report'; report: SearchReport; reportPath?: string }
   | { type: 'exported'; report: ExportReport }
-  | { type: 'status'; status: 'running' | 'complete' | 'cancelled' | 'failed'; message?: string };
+  | { type: 'status'; status: RunStatus; message?: string };
 
 export type SearchToHost =
   | { type: 'ready' }

@@ -9,6 +9,21 @@ export type InspectorRendered = Extract<InspectorToHost, { type: 'rendered' }>;
 export type AnalysisRendered = Extract<AnalysisToHost, { type: 'rendered' }>;
 export type SearchRendered = Extract<SearchToHost, { type: 'rendered' }>;
 
+/** How the last analysis started stands: its status, rows received so far and the plan's cell count. */
+export interface AnalysisRunState {
+  recordPath: string;
+  status: RunStatus;
+  rows: number;
+  total: number | undefined;
+  message?: string;
+}
+
+/** How the last search started stands. */
+export interface SearchState {
+  status: RunStatus;
+  message?: string;
+}
+
 export interface QuantLensApi {
   /** Last table render the inspector webview reported for this file (absolute fs path), if any. */
   inspectorRendered(fsPath: string): InspectorRendered | undefined;
@@ -26,12 +41,10 @@ export interface QuantLensApi {
   analysisRendered(): AnalysisRendered | undefined;
   /** Record path of the last analysis started (`quantlens.analyzeSensitivity` resolves to it too). */
   lastRunPath(): string | undefined;
-  /** How the last analysis started stands: its status, rows received so far and the plan's cell count. */
-  lastRunState(): { recordPath: string; status: RunStatus; rows: number; total: number | undefined; message?: string } | undefined;
+  lastRunState(): AnalysisRunState | undefined;
   /** The last draw a search panel reported (front, chosen point, allocation heatmap), while that panel is visible. */
   searchRendered(): SearchRendered | undefined;
   /** Allocation path of the last search started (`quantlens.searchMixedPrecision` with overrides resolves to it too). */
   lastAllocationPath(): string | undefined;
-  /** How the last search started stands. */
-  lastSearchState(): { status: 'running' | 'complete' | 'cancelled' | 'failed'; message?: string } | undefined;
+  lastSearchState(): SearchState | undefined;
 }

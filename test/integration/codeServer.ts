@@ -248,6 +248,19 @@ export function openInWindow(server: CodeServer, file: string): void {
   if (result.status !== 0) throw new Error(`code-server could not open ${file}: ${result.stderr || result.error}`);
 }
 
+/** openInWindow, retried for up to 30 s while the browser window has not joined the session yet. */
+export async function openWhenJoined(server: CodeServer, file: string): Promise<void> {
+  for (let attempt = 0; ; attempt++) {
+    try {
+      openInWindow(server, file);
+      return;
+    } catch (err) {
+      if (attempt >= 60) throw err;
+      await sleep(500);
+    }
+  }
+}
+
 export const CHROMIUM_ARGS = [
   '--no-sandbox',
   '--disable-gpu',

@@ -17,7 +17,7 @@ import {
   findLogs,
   findWebviewFrameWithRow,
   launchChromium,
-  openInWindow,
+  openWhenJoined,
   startCodeServer,
   tailOf,
   type CodeServer,
@@ -68,19 +68,6 @@ function writeInstallWorkspace(workspace: string): void {
   fs.writeFileSync(path.join(workspace, PICKLE), Buffer.from([0x80, 0x02, 0x7d, 0x71, 0x00, 0x2e]));
   fs.mkdirSync(path.join(workspace, '.vscode'));
   fs.writeFileSync(path.join(workspace, '.vscode', 'settings.json'), JSON.stringify(ANALYSIS_WORKSPACE_SETTINGS, null, 2));
-}
-
-/** Opens a file in the window through code-server's CLI, retrying while the window has not joined the session. */
-async function openFile(server: CodeServer, file: string): Promise<void> {
-  for (let attempt = 0; ; attempt++) {
-    try {
-      openInWindow(server, file);
-      return;
-    } catch (err) {
-      if (attempt >= 60) throw err;
-      await sleep(500);
-    }
-  }
 }
 
 /** Command lines of the processes running a file from `folder` (the engine process of the installed extension). */
@@ -161,7 +148,7 @@ async function main(): Promise<number> {
       for (let i = 0; i < 240 && extensionHostLaunches(liveServer) === 0; i++) await sleep(250);
 
       await check(results, `installed inspector shows the sample's layers (${SAMPLE_LAYER} in the webview DOM)`, async () => {
-        await openFile(liveServer, path.join(workspace, 'dit-sample.onnx'));
+        await openWhenJoined(liveServer, path.join(workspace, 'dit-sample.onnx'));
         const found = await findWebviewFrameWithRow(livePage, SAMPLE_LAYER, 120_000);
         if (!found) throw new Error(`no webview frame has a table row containing ${SAMPLE_LAYER}`);
         return `${found.rows} rows`;
@@ -174,13 +161,13 @@ async function main(): Promise<number> {
         return `${engines.length} process`;
       });
       await check(results, `installed inspector shows the safetensors checkpoint (${CHECKPOINT_LAYER})`, async () => {
-        await openFile(liveServer, path.join(workspace, 'small.safetensors'));
+        await openWhenJoined(liveServer, path.join(workspace, 'small.safetensors'));
         const found = await findWebviewFrameWithRow(livePage, CHECKPOINT_LAYER, 60_000);
         if (!found) throw new Error(`no webview frame has a table row containing ${CHECKPOINT_LAYER}`);
         return `${found.rows} rows`;
       });
       await check(results, `a pickle checkpoint (${PICKLE}) opens with the "never unpickled" message`, async () => {
-        await openFile(liveServer, path.join(workspace, PICKLE));
+        await openWhenJoined(liveServer, path.join(workspace, PICKLE));
         const frame = await findFrameWithText(livePage, 'never unpickled', 60_000);
         if (!frame) throw new Error('no webview frame says the checkpoint is never unpickled');
       });

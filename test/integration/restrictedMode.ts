@@ -5,7 +5,7 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import type { Browser, Page } from 'playwright-core';
-import { extensionHostLaunches, findWebviewFrameWithRow, launchChromium, openInWindow, startCodeServer, type CodeServer } from './codeServer';
+import { extensionHostLaunches, findWebviewFrameWithRow, launchChromium, openInWindow, openWhenJoined, startCodeServer, type CodeServer } from './codeServer';
 import { findFrameWithText, runFromPalette } from './walkthroughJourney';
 
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
@@ -61,15 +61,7 @@ export async function restrictedModeChecks(check: Check, inputs: RestrictedModeI
 
     const inspects = await check(`Restricted Mode: the installed inspector still shows the sample (${inputs.sampleLayer})`, async () => {
       await page.locator('.statusbar-item', { hasText: 'Restricted Mode' }).first().waitFor({ state: 'visible', timeout: 60_000 });
-      for (let attempt = 0; ; attempt++) {
-        try {
-          openInWindow(live, path.join(workspace, 'dit-sample.onnx'));
-          break;
-        } catch (err) {
-          if (attempt >= 60) throw err;
-          await sleep(500);
-        }
-      }
+      await openWhenJoined(live, path.join(workspace, 'dit-sample.onnx'));
       const found = await findWebviewFrameWithRow(page, inputs.sampleLayer, 120_000);
       if (!found) throw new Error(`no webview frame has a table row containing ${inputs.sampleLayer}`);
       return `${found.rows} rows`;

@@ -23,11 +23,12 @@ import { EngineClient, EngineError } from '../../extension/process/client';
 import type { AnalysisRun, AnalysisSettings, QuantSetting, SensitivityRow } from '../../extension/protocol/analysis';
 import type { AnalysisEvent } from '../../extension/protocol/engine';
 import type { LayerInfo, ValueInfo } from '../../extension/protocol/records';
-import { naiveAsymmetricPerChannel, naiveSymmetricPerChannel, roundHalfEven } from './naiveQuant';
+import { fakeQuantValue, naiveAsymmetricPerChannel, naiveSymmetricPerChannel, roundHalfEven } from './naiveQuant';
+import { uniformSigned } from './naiveWeightStats';
 import { bytesOf, npy } from './npyFiles';
+import { SAMPLE, sampleSweep } from './sampleSweep';
 
 const repoRoot = path.resolve(__dirname, '..', '..', '..');
-const SAMPLE = path.join(repoRoot, 'resources', 'sample', 'dit-sample.onnx');
 const enginePath = path.join(repoRoot, 'out', 'extension', 'process', 'main.js');
 const cliPath = path.join(repoRoot, 'out', 'extension', 'cli.js');
 const f32 = Math.fround;
@@ -55,18 +56,7 @@ function recordPath(): string {
 }
 
 function sampleSettings(overrides: Partial<AnalysisSettings> = {}): AnalysisSettings {
-  return {
-    model: SAMPLE,
-    settings: [W4],
-    unit: 'layer',
-    groups: [],
-    exclude: [],
-    calibration: { samples: 1, batch: 1, seed: 3, dims: {} },
-    timestep: { input: 't', values: [500] },
-    extraActivationTensors: [],
-    executionProvider: 'cpu',
-    ...overrides,
-  };
+  return sampleSweep([W4], { calibration: { samples: 1, batch: 1, seed: 3, dims: {} }, timestep: { input: 't', values: [500] }, ...overrides });
 }
 
 function key(row: Pick<SensitivityRow, 'unit' | 'setting' | 'timestep'>): string {
@@ -237,17 +227,6 @@ const TOKENS = 5;
 const FEATURES = 8;
 const OUTPUTS = 4;
 
-function randoms(count: number, seed: number): Float32Array {
-  let state = seed >>> 0;
-  return Float32Array.from({ length: count }, () => {
-    state = (state + 0x6d2b79f5) >>> 0;
-    let t = state;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return (((t ^ (t >>> 14)) >>> 0) / 4294967296) * 2 - 1;
-  });
-}
-
 function tinyModel(weights: Float32Array): Uint8Array {
   const tensorType = (dims: (number | string)[]) => ({
     tensorType: { elemType: 1, shape: { dim: dims.map((d) => (typeof d === 'number' ? { dimValue: d } : { dimParam: d })) } },
@@ -263,12 +242,6 @@ function tinyModel(weights: Float32Array): Uint8Array {
       output: [{ name: 'y', type: tensorType(['batch', TOKENS, OUTPUTS]) }],
     },
   }).finish();
-}
-
-/** Fake-quantization as fakeQuant.ts defines it, one float32 rounding per operation. */
-function fq(x: number, qmin: number, qmax: number, scale: number, zeroPoint: number): number {
-  const q = Math.min(Math.max(f32(roundHalfEven(f32(x * f32(1 / scale))) + zeroPoint), qmin), qmax);
-  return f32(f32(q - zeroPoint) * scale);
 }
 
 function matmul64(x: Float32Array, w: Float32Array): Float32Array {
@@ -336,8 +309,8 @@ describe('asymmetric weights: quantlens analyze --weight-asym', () => {
 describe('dynamic per-token versus static per-tensor activations on a known tensor', () => {
   it('match a float32 fake-quantizer written here; per-token keeps the small tokens', async () => {
     const samples = 2;
-    const w = randoms(FEATURES * OUTPUTS, 7);
-    const x = randoms(samples * TOKENS * FEATURES, 5).map((v, i) => f32(v * 10 ** ((Math.floor(i / FEATURES) % TOKENS) - 2)));
+    const w = uniformSigned(FEATURES * OUTPUTS, 7);
+    const x = uniformSigned(samples * TOKENS * FEATURES, 5).map((v, i) => f32(v * 10 ** ((Math.floor(i / FEATURES) % TOKENS) - 2)));
     const model = path.join(dir, 'tiny.onnx');
     const calib = path.join(dir, 'tiny-x.npy');
     fs.writeFileSync(model, tinyModel(w));
@@ -366,17 +339,17 @@ describe('dynamic per-token versus static per-tensor activations on a known tens
         const token = v.subarray(start, start + FEATURES);
         const absMax = token.reduce((a, b) => Math.max(a, Math.abs(b)), 0);
         const scale = Math.max(f32(absMax * f32(1 / 127)), f32(1e-20));
-        for (let i = 0; i < FEATURES; i++) out[start + i] = fq(token[i], -127, 127, scale, 0);
+        for (let i = 0; i < FEATURES; i++) out[start + i] = fakeQuantValue(token[i], -127, 127, scale, 0);
       }
       return out;
     };
-    const perTensor = (v: Float32Array) => v.map((value) => fq(value, -127, 127, f32(Math.max(-min, max) / 127), 0));
+    const perTensor = (v: Float32Array) => v.map((value) => fakeQuantValue(value, -127, 127, f32(Math.max(-min, max) / 127), 0));
     const asymScale = f32((max - min) / 255);
     const asymZero = -roundHalfEven(min / ((max - min) / 255));
-    const perTensorAsym = (v: Float32Array) => v.map((value) => fq(value, 0, 255, asymScale, asymZero));
+    const perTensorAsym = (v: Float32Array) => v.map((value) => fakeQuantValue(value, 0, 255, asymScale, asymZero));
     const magnitudes = Float32Array.from(x, Math.abs).sort();
     const p90 = magnitudes[Math.ceil(0.9 * magnitudes.length) - 1];
-    const percentile = (v: Float32Array) => v.map((value) => fq(value, -7, 7, f32(p90 / 7), 0));
+    const percentile = (v: Float32Array) => v.map((value) => fakeQuantValue(value, -7, 7, f32(p90 / 7), 0));
 
     const sqnr: Record<string, number> = {};
     for (const [id, quantize] of [['A8 token', perToken], ['A8 tensor', perTensor], ['A8 tensor asym', perTensorAsym], ['A4 p90', percentile]] as const) {
@@ -436,10 +409,24 @@ describe('groups, metric tensors and extra activation tensors', () => {
       if (late) assert.deepEqual(row.metrics[residual], { mse: 0, sqnrDb: 200, cosine: 1 }, `${row.unit} ${row.setting} is downstream`);
       else if (row.unit !== ALL_UNIT) assert.ok(row.metrics[residual].sqnrDb < 120, `${row.unit} ${row.setting} changes the residual stream`);
     }
-    // K and V are activations: quantized by A8, untouched by W4.
+    // K and V are activations: quantized by A8, untouched by W4; their ranges are theirs, read here from the model with
+    // them as extra outputs on the same feeds.
+    const model = onnx.ModelProto.decode(fs.readFileSync(SAMPLE));
+    const graph = model.graph as onnx.GraphProto;
+    const intRanges = graphIntRanges(graph, sampleInputs);
+    graph.output.push(...kv.map((name) => onnx.ValueInfoProto.create({ name })));
+    const withKv = await ort.InferenceSession.create(onnx.ModelProto.encode(model).finish(), { logSeverityLevel: 3 });
+    const calibration = await loadCalibration(SAMPLE, sampleInputs, { samples: 1, batch: 1, seed: 3, intRanges, timestep: { input: 't', values: [500] } });
+    const outputs = await withKv.run(toOrtFeeds(withTimestep(calibration.samples[0], 't', 500, sampleInputs.find((i) => i.name === 't') as ValueInfo)));
+    await withKv.release();
     for (const tensor of kv) {
       assert.deepEqual(run.rows.filter((r) => r.unit === tensor).map((r) => r.setting), ['A8']);
-      assert.ok(run.ranges.some((r) => r.layer === tensor));
+      const values = outputs[tensor].data as Float32Array;
+      const [min, max] = [values.reduce((a, b) => Math.min(a, b)), values.reduce((a, b) => Math.max(a, b))];
+      const ranges = run.ranges.filter((r) => r.layer === tensor);
+      assert.equal(ranges.length, 1, `${tensor}: one range, for t=500`);
+      const near = (a: number, b: number) => Math.abs(a - b) <= 1e-5 * Math.max(Math.abs(a), Math.abs(b), 1e-6);
+      assert.ok(near(ranges[0].min, min) && near(ranges[0].max, max), `${tensor}: [${ranges[0].min}, ${ranges[0].max}] vs [${min}, ${max}]`);
     }
   });
 });
@@ -530,17 +517,27 @@ describe('cancel, crash and bad input', () => {
   });
 
   it('executionProvider "cuda" runs where onnxruntime has CUDA, else stops at once with a clear error', async () => {
+    // Whether this machine has CUDA, asked of onnxruntime directly: the runner must neither fall back nor refuse wrongly.
+    const hasCuda = await ort.InferenceSession.create(SAMPLE, { logSeverityLevel: 4, executionProviders: ['cuda'] }).then(
+      async (s) => (await s.release(), true),
+      () => false,
+    );
     const file = recordPath();
-    try {
-      const run = await runAnalysis(sampleSettings({ executionProvider: 'cuda' }), { recordPath: file });
+    const settings = sampleSettings({ executionProvider: 'cuda' });
+    if (hasCuda) {
+      const run = await runAnalysis(settings, { recordPath: file });
       assert.equal(run.status, 'complete');
+      assert.equal(run.environment.executionProvider, 'cuda');
       console.log('# the CUDA execution provider is available: the sample ran on it');
-    } catch (err) {
+      return;
+    }
+    await assert.rejects(runAnalysis(settings, { recordPath: file }), (err: unknown) => {
       assert.ok(err instanceof ModelError, String(err));
       assert.equal(err.file, SAMPLE);
       assert.match(err.problem, /the CUDA execution provider is not available here .*onnxruntime-node-install=cuda12/);
-      assert.equal(fs.existsSync(file), false, 'nothing was written');
-    }
+      return true;
+    });
+    assert.equal(fs.existsSync(file), false, 'nothing was written');
   });
 
   it('a bad calibration file is a ModelError naming it; no record is written', async () => {

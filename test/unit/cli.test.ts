@@ -1,31 +1,19 @@
 // The compiled `quantlens` CLI run as a child process, checked against the engine called in-process.
-import { spawnSync } from 'child_process';
 import * as fs from 'fs';
 import * as os from 'os';
 import * as path from 'path';
 import { before, describe, it } from 'node:test';
 import * as assert from 'node:assert/strict';
-import { inspectModel } from '../../extension/engine/inspect';
 import type { LayerRecord, ModelSummary } from '../../extension/protocol/records';
+import { inspectInProcess, quantlens } from './cliProcess';
 
 const repoRoot = path.resolve(__dirname, '..', '..', '..');
-const cliPath = path.join(repoRoot, 'out', 'extension', 'cli.js');
 const ppocrRec = path.join(repoRoot, 'node_modules', '@gutenye', 'ocr-models', 'assets', 'ch_PP-OCRv4_rec_infer.onnx');
-
-function quantlens(...args: string[]) {
-  const run = spawnSync(process.execPath, [cliPath, ...args], { encoding: 'utf8', maxBuffer: 256 << 20 });
-  assert.equal(run.error, undefined);
-  return { code: run.status, stdout: run.stdout, stderr: run.stderr };
-}
 
 describe('quantlens inspect', () => {
   let expected: { summary: ModelSummary; layers: LayerRecord[] };
   before(async () => {
-    const layers: LayerRecord[] = [];
-    const result = await inspectModel(ppocrRec, {}, (event) => {
-      if (event.kind === 'layers') layers.push(...event.layers);
-    });
-    expected = { summary: result.summary, layers };
+    expected = await inspectInProcess(ppocrRec);
   });
 
   it('--json prints the records the engine produces in-process', () => {

@@ -1,28 +1,24 @@
 // The compiled `quantlens` CLI as a child process: analyze (with shards, CSV), merge, runs csv and instrument on the
 // sample, and one-line refusals of bad flags and files.
-import { spawnSync } from 'child_process';
 import * as fs from 'fs';
 import * as os from 'os';
 import * as path from 'path';
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
+import { onnx } from 'onnx-proto';
 import * as ort from 'onnxruntime-node';
+import { instrumentFeeds, instrumentModel } from '../../extension/engine/instrument/instrument';
+import { layerPlan } from '../../extension/engine/instrument/plan';
 import { loadRun } from '../../extension/engine/runs/records';
+import { quantlens } from './cliProcess';
 
 const repoRoot = path.resolve(__dirname, '..', '..', '..');
-const cliPath = path.join(repoRoot, 'out', 'extension', 'cli.js');
 const SAMPLE = path.join(repoRoot, 'resources', 'sample', 'dit-sample.onnx');
 const ppocrRec = path.join(repoRoot, 'node_modules', '@gutenye', 'ocr-models', 'assets', 'ch_PP-OCRv4_rec_infer.onnx');
 
 let dir: string;
 before(() => (dir = fs.mkdtempSync(path.join(os.tmpdir(), 'quantlens-cli-analyze-'))));
 after(() => fs.rmSync(dir, { recursive: true, force: true }));
-
-function quantlens(...args: string[]) {
-  const run = spawnSync(process.execPath, [cliPath, ...args], { encoding: 'utf8', maxBuffer: 64 << 20 });
-  assert.equal(run.error, undefined);
-  return { code: run.status, stdout: run.stdout, stderr: run.stderr };
-}
 
 /** The flags of one small sweep of the sample: W4 and A8 at two timesteps, one sample. */
 const SWEEP = ['--weights', '4', '--acts', '8', '--samples', '1', '--timesteps', '2'];
@@ -76,14 +72,34 @@ describe('quantlens analyze, merge, runs csv', () => {
     assert.match(lonely.stdout, /^cancelled: .*shard 0\/2 is missing/);
   });
 
-  it('instrument writes a model onnxruntime loads', async () => {
+  it('instrument writes a model onnxruntime loads; switched off, it computes the sample\'s output bit for bit', async () => {
     const out = path.join(dir, 'instrumented.onnx');
     const run = quantlens('instrument', SAMPLE, '-o', out, '--ranges');
     assert.equal(run.code, 0, run.stderr);
     assert.match(run.stdout, /^25 weight switches, 25 fake-quant points → /);
+    // The model as the library instruments it with the layer plan: its controls are the written model's extra inputs.
+    const proto = onnx.ModelProto.decode(fs.readFileSync(SAMPLE));
+    const inst = instrumentModel(proto, layerPlan(proto, true));
+    const controls = Object.entries(instrumentFeeds(inst)).map(([name, f]) => [name, new ort.Tensor(f.type, f.data, f.dims)] as const);
     const session = await ort.InferenceSession.create(out, { logSeverityLevel: 3 });
-    assert.ok(session.inputNames.some((n) => n.includes('enable')));
+    assert.deepEqual([...session.inputNames].sort(), ['t', 'x', 'y', ...controls.map(([name]) => name)].sort());
     assert.equal(session.outputNames.length, 1 + 2 * 25, 'out, then a min and a max per point');
+    const x = Float32Array.from({ length: 2 * 4 * 16 * 16 }, (_, i) => Math.sin(i * 0.37));
+    const feeds = {
+      x: new ort.Tensor('float32', x, [2, 4, 16, 16]),
+      t: new ort.Tensor('float32', Float32Array.of(999, 10), [2]),
+      y: new ort.Tensor('int64', BigInt64Array.of(1n, 7n), [2]),
+    };
+    const original = await ort.InferenceSession.create(SAMPLE, { logSeverityLevel: 3 });
+    const expected = (await original.run(feeds)).out.data as Float32Array;
+    const got = await session.run({ ...feeds, ...Object.fromEntries(controls) });
+    assert.deepEqual(got.out.data, expected);
+    // The first point sits on x: its range outputs are x's min and max.
+    const first = inst.points.find((p) => p.tensor === 'x');
+    assert.ok(first?.rangeOutputs);
+    assert.equal((got[first.rangeOutputs.min].data as Float32Array)[0], x.reduce((a, b) => Math.min(a, b)));
+    assert.equal((got[first.rangeOutputs.max].data as Float32Array)[0], x.reduce((a, b) => Math.max(a, b)));
+    await Promise.all([session.release(), original.release()]);
   });
 });
 

@@ -1,26 +1,17 @@
 // `quantlens inspect` on a checkpoint with NaN and infinite weights: the table's NaN/Inf column, the warnings in the
 // summary and under the table, and the JSON records, checked against the engine called in-process.
-import { spawnSync } from 'child_process';
 import * as fs from 'fs';
 import * as os from 'os';
 import * as path from 'path';
 import { after, before, describe, it } from 'node:test';
 import * as assert from 'node:assert/strict';
-import { inspectModel } from '../../extension/engine/inspect';
 import type { LayerRecord, ModelSummary } from '../../extension/protocol/records';
+import { inspectInProcess, quantlens } from './cliProcess';
 import { halfExact, writeSafetensors } from './weightFiles';
 import { weightLike } from './weightStatsCheck';
 
-const repoRoot = path.resolve(__dirname, '..', '..', '..');
-const cliPath = path.join(repoRoot, 'out', 'extension', 'cli.js');
 const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'quantlens-cli-nonfinite-'));
 after(() => fs.rmSync(dir, { recursive: true, force: true }));
-
-function quantlens(...args: string[]) {
-  const run = spawnSync(process.execPath, [cliPath, ...args], { encoding: 'utf8' });
-  assert.equal(run.error, undefined);
-  return { code: run.status, stdout: run.stdout, stderr: run.stderr };
-}
 
 describe('quantlens inspect with NaN and infinite weights', () => {
   const file = path.join(dir, 'diverged.safetensors');
@@ -38,11 +29,7 @@ describe('quantlens inspect with NaN and infinite weights', () => {
       'blocks.0.mlp.fc2.weight': { dtype: 'F32', shape: [16, 64], values: weightLike([16, 64], 0, 3) },
       'blocks.0.dead.weight': { dtype: 'F32', shape: [8, 8], values: new Float32Array(64).fill(NaN) },
     });
-    const layers: LayerRecord[] = [];
-    const result = await inspectModel(file, {}, (event) => {
-      if (event.kind === 'layers') layers.push(...event.layers);
-    });
-    expected = { summary: result.summary, layers };
+    expected = await inspectInProcess(file);
   });
 
   it('--json prints the counts, the layer warnings and the summary warning the engine produces', () => {

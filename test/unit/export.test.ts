@@ -144,12 +144,7 @@ function readExportedWeight(model: onnx.ModelProto, weight: string): ExportedWei
   assert.ok(node, `nothing produces ${weight}`);
   ops.push(node.opType as string);
   const dims = (t: onnx.ITensorProto) => (t.dims ?? []).map(Number);
-  if (node.opType === 'DequantizeLinear') {
-    const codes = initializers.get(inputs(node)[0]) as onnx.TensorProto;
-    const scale = initializers.get(inputs(node)[1]) as onnx.TensorProto;
-    const zero = inputs(node)[2] ? (initializers.get(inputs(node)[2]) as onnx.TensorProto) : undefined;
-    const axis = Number((node.attribute ?? []).find((a) => a.name === 'axis')?.i ?? 1);
-    const scaleDims = dims(codes).map((d, k) => (k === axis ? d : 1));
+  const read = (codes: onnx.TensorProto, scale: onnx.TensorProto, scaleDims: number[], zero?: onnx.TensorProto): ExportedWeightData => {
     const values = tensorValues(codes);
     const zeroPoints = zero && tensorValues(zero);
     return {
@@ -159,6 +154,13 @@ function readExportedWeight(model: onnx.ModelProto, weight: string): ExportedWei
       dequantized: broadcastProduct(values, dims(codes), tensorValues(scale), scaleDims, zeroPoints),
       ops,
     };
+  };
+  if (node.opType === 'DequantizeLinear') {
+    const codes = initializers.get(inputs(node)[0]) as onnx.TensorProto;
+    const scale = initializers.get(inputs(node)[1]) as onnx.TensorProto;
+    const zero = inputs(node)[2] ? (initializers.get(inputs(node)[2]) as onnx.TensorProto) : undefined;
+    const axis = Number((node.attribute ?? []).find((a) => a.name === 'axis')?.i ?? 1);
+    return read(codes, scale, dims(codes).map((d, k) => (k === axis ? d : 1)), zero);
   }
   assert.equal(node.opType, 'Mul');
   let cast = producer(inputs(node)[0]) as onnx.NodeProto;
@@ -169,17 +171,8 @@ function readExportedWeight(model: onnx.ModelProto, weight: string): ExportedWei
     cast = producer(inputs(cast)[0]) as onnx.NodeProto;
   }
   ops.push(cast.opType);
-  const codes = initializers.get(inputs(cast)[0]) as onnx.TensorProto;
   const scale = initializers.get(inputs(node)[1]) as onnx.TensorProto;
-  const values = tensorValues(codes);
-  const zeroPoints = zero && tensorValues(zero);
-  return {
-    codesType: codes.dataType,
-    codes: values,
-    ...(zero ? { zeroType: zero.dataType, zeroPoints } : {}),
-    dequantized: broadcastProduct(values, dims(codes), tensorValues(scale), dims(scale), zeroPoints),
-    ops,
-  };
+  return read(initializers.get(inputs(cast)[0]) as onnx.TensorProto, scale, dims(scale), zero);
 }
 
 function opCounts(model: onnx.ModelProto): Map<string, number> {
@@ -551,8 +544,13 @@ describe('QDQ export', () => {
     };
     const result = await exportQdq(SAMPLE, alloc, { outPath: path.join(tmp, 'dyn.onnx'), calibration: { samples: 1 } });
     assert.ok(result.notes.some((n) => n.includes('per token') && n.includes('static per-tensor')), result.notes.join('\n'));
-    assert.equal(result.activations[0].form, 'QuantizeLinear/DequantizeLinear');
-    assert.ok(Number.isInteger(result.activations[0].zeroPoint));
+    const [point] = result.activations;
+    assert.equal(point.form, 'QuantizeLinear/DequantizeLinear');
+    assert.equal(point.symmetric, false);
+    // Static asymmetric 8-bit from the calibrated range: s = (max − min)/255, z = −round(min/s).
+    const scale = (point.max - point.min) / 255;
+    assert.equal(point.scale, f32(scale));
+    assert.equal(point.zeroPoint, -roundHalfEven(point.min / scale));
   });
 });
 
@@ -717,9 +715,10 @@ describe('quantlens export (CLI)', () => {
     const lines = child.stdout.trim().split('\n');
     assert.match(lines[0], /^exported range 0 of 1, "999" \(timesteps 999\), opset 17 → .*cli\.qdq\.onnx$/);
     assert.match(lines[1], /^size on disk: 5\.17 MB → 4\.\d\d MB \(\d+\.\d % of the original\)$/);
+    const [original, written] = [fs.statSync(SAMPLE).size, fs.statSync(out).size];
+    assert.equal(lines[1], `size on disk: ${(original / 1e6).toFixed(2)} MB → ${(written / 1e6).toFixed(2)} MB (${((100 * written) / original).toFixed(1)} % of the original)`);
     assert.ok(lines.includes('weights: 2 layers as integer codes (W4 ×1, W8 ×1) via DequantizeLinear'), child.stdout);
     assert.ok(lines.some((l) => /^output SQNR against the full-precision model over 1 calibration run: out \d+\.\d\d dB$/.test(l)), child.stdout);
-    assert.ok(fs.statSync(out).size > 0);
     assert.match(fs.readFileSync(yamlFile, 'utf8'), /\n"999":\n {2}blocks\.0\.attn\.qkv: 4\n {2}blocks\.1\.mlp\.fc1: 8\n$/);
     assert.match(fs.readFileSync(path.join(tmp, 'cli.act.yaml'), 'utf8'), /\n"999":\n {2}blocks\.0\.attn\.qkv: 8\n {2}blocks\.1\.mlp\.fc1: 16\n$/);
     console.log(child.stdout.trim());

@@ -148,7 +148,7 @@ describe('checkpointLayers', () => {
 });
 
 describe('sample model (resources/sample/dit-sample.onnx)', () => {
-  it('lists its layers by module name, grouped per block', { skip: !fs.existsSync(samplePath) && 'sample not built' }, async () => {
+  it('lists its layers by module name, grouped per block', async () => {
     const model = await openModel(samplePath);
     try {
       const qkv = model.layers.find((l) => l.name === 'blocks.0.attn.qkv');
@@ -157,9 +157,15 @@ describe('sample model (resources/sample/dit-sample.onnx)', () => {
       assert.equal(qkv.opType, 'MatMul');
       assert.equal(qkv.channelAxis, qkv.shape.length - 1);
       const blockLayers = model.layers.filter((l) => /^blocks\.\d+\.attn\.qkv$/.test(l.name));
-      assert.ok(blockLayers.length >= 2, 'several blocks');
-      const weights = await model.readTensorF32(qkv.weight);
-      assert.equal(weights.length, qkv.params);
+      assert.deepEqual(blockLayers.map((l) => [l.name, l.group]), [0, 1, 2, 3].map((b) => [`blocks.${b}.attn.qkv`, [`block ${b}`, 'attn']]));
+      // The weight as stored: the initializer's little-endian float32 bytes, read here from the decoded file.
+      const stored = (onnx.ModelProto.decode(fs.readFileSync(samplePath)).graph as onnx.GraphProto).initializer.find((t) => t.name === qkv.weight) as onnx.TensorProto | undefined;
+      assert.ok(stored, `no initializer ${qkv.weight}`);
+      assert.deepEqual(stored.dims.map(Number), qkv.shape);
+      const raw = Buffer.from(stored.rawData.buffer, stored.rawData.byteOffset, stored.rawData.byteLength);
+      const expected = Float32Array.from({ length: raw.length / 4 }, (_, i) => raw.readFloatLE(i * 4));
+      assert.equal(expected.length, qkv.params);
+      assert.deepEqual(await model.readTensorF32(qkv.weight), expected);
     } finally {
       await model.close();
     }

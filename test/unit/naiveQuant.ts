@@ -1,5 +1,6 @@
 // Plain float64 weight quantizers, written from the formulas in docs/metrics.md and independent of the engine's
 // (extension/engine/quant/weightQuant.ts): the tests rebuild models with these and compare with what the engine does.
+// Also the float32 activation fake-quantizer of fakeQuant.ts, one rounding per operation.
 
 /** Round half to even, from Math.floor alone. */
 export function roundHalfEven(v: number): number {
@@ -7,6 +8,13 @@ export function roundHalfEven(v: number): number {
   const fraction = v - floor;
   if (fraction !== 0.5) return fraction > 0.5 ? floor + 1 : floor;
   return floor % 2 === 0 ? floor : floor + 1;
+}
+
+/** One value fake-quantized as fakeQuant.ts defines it: q = clamp(round(x · (1/s)) + z), x̂ = (q − z) · s, in float32. */
+export function fakeQuantValue(x: number, qmin: number, qmax: number, scale: number, zeroPoint: number): number {
+  const f32 = Math.fround;
+  const q = Math.min(Math.max(f32(roundHalfEven(f32(x * f32(1 / scale))) + zeroPoint), qmin), qmax);
+  return f32(f32(q - zeroPoint) * scale);
 }
 
 /** Index → its channel along `axis` of a row-major tensor of `shape`. */

@@ -2,6 +2,7 @@
 // the scale, an explicit clamp and a tie check written out, one statistic per loop. Shares no code with the engine.
 // NaN and ±Infinity are left out of every statistic here, each loop skipping them itself: a quantization group keeps
 // its positions, and its scale, signal and error come from its finite members.
+import { roundHalfEven } from './naiveQuant';
 
 /** Seeded uniform [0, 1) generator (mulberry32), so test data is the same on every run. */
 export function seededRandom(seed: number): () => number {
@@ -13,6 +14,12 @@ export function seededRandom(seed: number): () => number {
     t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
     return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
   };
+}
+
+/** `count` values uniform in [−1, 1), from seededRandom(seed). */
+export function uniformSigned(count: number, seed: number): Float32Array {
+  const random = seededRandom(seed);
+  return Float32Array.from({ length: count }, () => random() * 2 - 1);
 }
 
 export function gaussian(count: number, seed: number, std = 1): Float32Array {
@@ -44,14 +51,6 @@ export function channelsOf(data: ArrayLike<number>, shape: number[], channelAxis
   return channels;
 }
 
-export function naiveRoundHalfEven(x: number): number {
-  const floor = Math.floor(x);
-  const fraction = x - floor;
-  if (fraction > 0.5) return floor + 1;
-  if (fraction < 0.5) return floor;
-  return floor % 2 === 0 ? floor : floor + 1;
-}
-
 /** Fake-quantized copies of every channel: one scale per `groupSize` consecutive values (null: whole channel). */
 export function naiveQuantizeChannels(channels: number[][], bits: number, groupSize: number | null): number[][] {
   const levels = 2 ** (bits - 1) - 1;
@@ -72,7 +71,7 @@ export function naiveQuantizeChannels(channels: number[][], bits: number, groupS
           out.push(0);
           continue;
         }
-        const q = Math.min(levels, Math.max(-levels, naiveRoundHalfEven(w / scale)));
+        const q = Math.min(levels, Math.max(-levels, roundHalfEven(w / scale)));
         out.push(q * scale);
       }
     }

@@ -151,11 +151,14 @@ describe('PP-OCRv4 det and mobile cls', () => {
             expected.layerNodes(op).map((n) => n.input[1]),
           );
         }
+        assert.equal(model.layers.length, ['Conv', 'ConvTranspose', 'MatMul'].reduce((n, op) => n + expected.layerNodes(op).length, 0));
         assert.ok(model.layers.length > 0);
         // Conv [out, in, k...]; ConvTranspose [in, out, k...]; PaddlePaddle linear [in, out].
         for (const layer of model.layers) assert.equal(layer.channelAxis, layer.opType === 'Conv' ? 0 : 1, layer.name);
         const last = model.layers[model.layers.length - 1];
-        assert.equal((await model.readTensorF32(last.weight)).length, last.params);
+        const values = await model.readTensorF32(last.weight);
+        assert.equal(values.length, last.params);
+        assert.deepEqual(values, floatsOf(expected.constants.get(last.weight)?.rawData as Uint8Array), last.weight);
       } finally {
         await model.close();
       }

@@ -95,7 +95,7 @@ describe('saving and loading records', () => {
       write('symmetric.json', mutated((r) => (((r.settings as AnalysisRun['settings']).settings[0].weight as unknown as Record<string, unknown>).symmetric = 'yes'))),
       /\/settings\/settings\/0\/weight\/symmetric/,
     );
-    await rejectsNaming(path.join(dir, 'missing.json'), /./);
+    await rejectsNaming(path.join(dir, 'missing.json'), /^run record not found$/);
     await rejectsNaming(dir, /not a regular file/);
   });
 });

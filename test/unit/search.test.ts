@@ -9,17 +9,7 @@ import { FULL_PRECISION_OPTION, type SearchProblem, type SearchUnit } from '../.
 import { problemFromRun, problemsPerTimestepRange, splitTimesteps } from '../../extension/engine/search/fromRun';
 import { parseBudget, SearchError } from '../../extension/engine/search/problem';
 import { search, solveFront } from '../../extension/engine/search/solver';
-
-function seeded(seed: number): () => number {
-  let state = seed >>> 0;
-  return () => {
-    state = (state + 0x6d2b79f5) >>> 0;
-    let t = state;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 2 ** 32;
-  };
-}
+import { seededRandom } from './naiveWeightStats';
 
 function randomProblem(random: () => number, layers: number, options: number, integerCosts: boolean): SearchProblem {
   const units: SearchUnit[] = [];
@@ -99,7 +89,7 @@ function recount(problem: SearchProblem, ids: string[]): { cost: number; error: 
 }
 
 test('integer costs: the front is the brute-force Pareto front, and every budget gets the brute-force optimum', () => {
-  const random = seeded(11);
+  const random = seededRandom(11);
   for (let instance = 0; instance < 150; instance++) {
     const problem = randomProblem(random, 6, 3, true);
     const all = enumerate(problem);
@@ -120,7 +110,7 @@ test('integer costs: the front is the brute-force Pareto front, and every budget
 });
 
 test('the front is monotone and no point exceeds the budget that picks it, also on rounded grids', () => {
-  const random = seeded(12);
+  const random = seededRandom(12);
   for (let instance = 0; instance < 60; instance++) {
     const problem = randomProblem(random, 6, 4, false);
     const all = enumerate(problem);
@@ -150,7 +140,7 @@ test('the front is monotone and no point exceeds the budget that picks it, also 
 });
 
 test('tied layers take one option; pinned layers keep theirs; both match brute force', () => {
-  const random = seeded(13);
+  const random = seededRandom(13);
   for (let instance = 0; instance < 80; instance++) {
     const problem = randomProblem(random, 6, 3, true);
     problem.ties = [['layer0', 'layer3'], ['layer3', 'layer5'], ['layer1', 'layer2']];
@@ -173,7 +163,7 @@ test('tied layers take one option; pinned layers keep theirs; both match brute f
 });
 
 test('error targets get the cheapest allocation meeting them', () => {
-  const random = seeded(14);
+  const random = seededRandom(14);
   for (let instance = 0; instance < 60; instance++) {
     const problem = randomProblem(random, 5, 4, true);
     const all = enumerate(problem);
@@ -204,7 +194,7 @@ function hullVertices(front: Enumerated[]): Enumerated[] {
 }
 
 test('the Lagrangian sweep: no gap at convex-hull vertices, a reported gap where it misses the optimum', () => {
-  const random = seeded(15);
+  const random = seededRandom(15);
   for (let instance = 0; instance < 80; instance++) {
     const problem = randomProblem(random, 6, 3, true);
     const all = enumerate(problem);
@@ -239,7 +229,7 @@ test('the Lagrangian sweep: no gap at convex-hull vertices, a reported gap where
 });
 
 test('1,000 layers × 6 options: budgets kept, and the chosen point close to the LP bound that certifies it', () => {
-  const random = seeded(17);
+  const random = seededRandom(17);
   const bits = [2, 3, 4, 6, 8, 16];
   const units: SearchUnit[] = Array.from({ length: 1000 }, (_, l) => {
     const params = 10_000 + Math.floor(random() * 1_000_000);
@@ -284,7 +274,7 @@ test('more than 256 options per layer', () => {
 });
 
 test('infeasible budgets and unknown names get clear errors', () => {
-  const problem = randomProblem(seeded(16), 4, 3, true);
+  const problem = randomProblem(seededRandom(16), 4, 3, true);
   problem.pins = { layer1: 'o2' };
   const cheapest = Math.min(...enumerate(problem).map((a) => a.cost));
   assert.throws(

@@ -24,9 +24,8 @@ import {
   type SearchFormLimits,
 } from '../../extension/features/search/searchForm';
 import type { SearchForm, SearchParams } from '../../extension/protocol/searchPanel';
+import { sampleSweep } from './sampleSweep';
 
-const repoRoot = path.resolve(__dirname, '..', '..', '..');
-const SAMPLE = path.join(repoRoot, 'resources', 'sample', 'dit-sample.onnx');
 
 /** A small deterministic generator (LCG) so the signals below do not depend on the engine's own PRNG. */
 function lcg(seed: number): () => number {
@@ -151,17 +150,9 @@ describe('engine search with the form\'s quality target, pin and settings (sampl
     dir = fs.mkdtempSync(path.join(os.tmpdir(), 'quantlens-search-form-'));
     runFile = path.join(dir, 'run.json');
     const run = await runAnalysis(
-      {
-        model: SAMPLE,
-        settings: quantSettings({ weightBits: [2, 4, 8], activationBits: [], combine: false, groupSize: 0, activationMode: 'dynamic-token', activationSymmetric: false }),
-        unit: 'layer',
-        groups: [],
-        exclude: [],
-        calibration: { samples: 1, batch: 1, seed: 0, dims: {} },
+      sampleSweep(quantSettings({ weightBits: [2, 4, 8], activationBits: [], combine: false, groupSize: 0, activationMode: 'dynamic-token', activationSymmetric: false }), {
         timestep: { input: 't', values: [500] },
-        extraActivationTensors: [],
-        executionProvider: 'cpu',
-      },
+      }),
       { recordPath: runFile, threads: 1 },
     );
     assert.equal(run.status, 'complete');

@@ -15,9 +15,8 @@ import { allocationGrid, displayCost, reportPathFor, reportProblem, yamlPathsFor
 import { qdqPaths, runExport, runSearch } from '../../extension/engine/search/session';
 import type { AnalysisRun } from '../../extension/protocol/analysis';
 import type { SearchEvent, SearchReport } from '../../extension/protocol/searchPanel';
+import { SAMPLE, sampleSweep } from './sampleSweep';
 
-const repoRoot = path.resolve(__dirname, '..', '..', '..');
-const SAMPLE = path.join(repoRoot, 'resources', 'sample', 'dit-sample.onnx');
 
 describe('search report helpers', () => {
   it('lays an allocation out as layers × ranges in first-seen order; unlisted layers are floating point', () => {
@@ -71,17 +70,9 @@ describe('engine search on the sample', () => {
     dir = fs.mkdtempSync(path.join(os.tmpdir(), 'quantlens-search-report-'));
     runFile = path.join(dir, 'run.json');
     run = await runAnalysis(
-      {
-        model: SAMPLE,
-        settings: quantSettings({ weightBits: [2, 4, 6, 8], activationBits: [], combine: false, groupSize: 0, activationMode: 'dynamic-token', activationSymmetric: false }),
-        unit: 'layer',
-        groups: [],
-        exclude: [],
-        calibration: { samples: 1, batch: 1, seed: 0, dims: {} },
+      sampleSweep(quantSettings({ weightBits: [2, 4, 6, 8], activationBits: [], combine: false, groupSize: 0, activationMode: 'dynamic-token', activationSymmetric: false }), {
         timestep: { input: 't', values: [999, 0] },
-        extraActivationTensors: [],
-        executionProvider: 'cpu',
-      },
+      }),
       { recordPath: runFile, threads: 1 },
     );
     assert.equal(run.status, 'complete');
@@ -93,7 +84,13 @@ describe('engine search on the sample', () => {
   it('writes the allocation, its two YAML files and the report beside it', async () => {
     const allocation = await loadAllocation(report.allocationPath);
     assert.deepEqual(report.yamlPaths, yamlPathsFor(report.allocationPath));
-    for (const file of report.yamlPaths) assert.ok(fs.statSync(file).size > 0, file);
+    // Read back with a YAML parser: weight bits, then activation bits (16: left in floating point), per range and layer.
+    const jsYaml = require('js-yaml') as typeof import('js-yaml');
+    const [weightYaml, activationYaml] = report.yamlPaths.map((file) => jsYaml.load(fs.readFileSync(file, 'utf8')));
+    const perRange = (bits: (layer: { weightBits: number; activationBits: number | null }) => number) =>
+      Object.fromEntries(allocation.ranges.map((range) => [range.label, Object.fromEntries(Object.entries(range.layers).map(([name, layer]) => [name, bits(layer)]))]));
+    assert.deepEqual(weightYaml, perRange((layer) => layer.weightBits));
+    assert.deepEqual(activationYaml, perRange((layer) => layer.activationBits ?? 16));
     const saved = JSON.parse(fs.readFileSync(reportPathFor(report.allocationPath), 'utf8')) as unknown;
     assert.equal(reportProblem(saved), undefined);
     assert.deepEqual(saved, JSON.parse(JSON.stringify(report)));

@@ -1,7 +1,6 @@
 // Search verified by measurement on the sample (weights W2…W8, one sample, timesteps 999 and 0): measured errors
 // against rebuilt models run in separate onnxruntime sessions with a per-channel quantizer written here, the searched
 // allocation against uniform ones, the refinement's guarantees, and `quantlens search` end to end.
-import { spawnSync } from 'child_process';
 import * as fs from 'fs';
 import * as os from 'os';
 import * as path from 'path';
@@ -15,6 +14,7 @@ import { graphIntRanges, loadCalibration, withTimestep } from '../../extension/e
 import { toOrtFeeds } from '../../extension/engine/calib/ortFeeds';
 import { loadAllocation, validateAllocation } from '../../extension/engine/export/allocation';
 import { openModel } from '../../extension/engine/model/open';
+import { loadRun } from '../../extension/engine/runs/records';
 import { problemFromRun } from '../../extension/engine/search/fromRun';
 import { maxCostOf } from '../../extension/engine/search/problem';
 import { measureSettingsFromRun, refine, searchAndVerify, withOptions, type RefineRange, type SearchVerifyResult } from '../../extension/engine/search/refine';
@@ -23,11 +23,10 @@ import { AllocationMeter, measureAllocation, type MeasureRange } from '../../ext
 import type { AnalysisRun } from '../../extension/protocol/analysis';
 import type { LayerInfo, ValueInfo } from '../../extension/protocol/records';
 import type { Allocation } from '../../extension/protocol/search';
+import { quantlens } from './cliProcess';
 import { naiveAsymmetricPerChannel, naiveSymmetricPerChannel } from './naiveQuant';
+import { SAMPLE, sampleSweep } from './sampleSweep';
 
-const repoRoot = path.resolve(__dirname, '..', '..', '..');
-const SAMPLE = path.join(repoRoot, 'resources', 'sample', 'dit-sample.onnx');
-const cliPath = path.join(repoRoot, 'out', 'extension', 'cli.js');
 const TIMESTEPS = [999, 0];
 const BUDGET = { kind: 'averageBits', bits: 5 } as const;
 
@@ -45,17 +44,9 @@ before(async () => {
   await opened.close();
   runFile = path.join(dir, 'run.json');
   run = await runAnalysis(
-    {
-      model: SAMPLE,
-      settings: quantSettings({ weightBits: [2, 3, 4, 6, 8], activationBits: [], combine: false, groupSize: 0, activationMode: 'dynamic-token', activationSymmetric: false }),
-      unit: 'layer',
-      groups: [],
-      exclude: [],
-      calibration: { samples: 1, batch: 1, seed: 0, dims: {} },
+    sampleSweep(quantSettings({ weightBits: [2, 3, 4, 6, 8], activationBits: [], combine: false, groupSize: 0, activationMode: 'dynamic-token', activationSymmetric: false }), {
       timestep: { input: 't', values: TIMESTEPS },
-      extraActivationTensors: [],
-      executionProvider: 'cpu',
-    },
+    }),
     { recordPath: runFile, threads: 1 },
   );
   assert.equal(run.status, 'complete');
@@ -78,7 +69,6 @@ function weightAxes(graph: onnx.IGraphProto): Map<string, { weight: string; axis
   return axes;
 }
 
-/** Symmetric per-output-channel round-to-nearest in float64: scale = absmax / (2^(b−1) − 1) over each channel. */
 /** The sample with every weight of `bits` (layer name → weight bits; 16 = left alone) replaced by its quantized copy. */
 function quantizedSample(bits: Record<string, number>, symmetric: boolean): Uint8Array {
   const model = onnx.ModelProto.decode(fs.readFileSync(SAMPLE));
@@ -287,8 +277,8 @@ describe('search for an error target', () => {
 
   it('quantlens search takes "error<=x" and writes the allocation with its target', async () => {
     const out = path.join(dir, 'target.json');
-    const child = spawnSync(process.execPath, [cliPath, 'search', runFile, '--budget', 'error<=0.05', '--threads', '1', '--out', out], { encoding: 'utf8' });
-    assert.equal(child.status, 0, child.stderr);
+    const child = quantlens('search', runFile, '--budget', 'error<=0.05', '--threads', '1', '--out', out);
+    assert.equal(child.code, 0, child.stderr);
     assert.match(child.stdout, /meet the error target 0\.05/);
     assert.deepEqual((await loadAllocation(out)).budget, { kind: 'errorTarget', maxError: 0.05 });
   });
@@ -297,17 +287,10 @@ describe('search for an error target', () => {
 describe('activations at their bits, all layers at once', () => {
   it('uniform allocations measure what the sensitivity run\'s "everything at once" rows measured, static activation scales included', async () => {
     const actRun = await runAnalysis(
-      {
-        model: SAMPLE,
-        settings: quantSettings({ weightBits: [4], activationBits: [6], combine: true, groupSize: 0, activationMode: 'static-minmax', activationSymmetric: false }),
-        unit: 'layer',
-        groups: [],
-        exclude: [],
+      sampleSweep(quantSettings({ weightBits: [4], activationBits: [6], combine: true, groupSize: 0, activationMode: 'static-minmax', activationSymmetric: false }), {
         calibration: { samples: 1, batch: 1, seed: 2, dims: {} },
         timestep: { input: 't', values: TIMESTEPS },
-        extraActivationTensors: [],
-        executionProvider: 'cpu',
-      },
+      }),
       { recordPath: path.join(dir, 'act-run.json'), threads: 1 },
     );
     const verified = await searchAndVerify(actRun, { kind: 'averageBits', bits: 6 }, { threads: 1 });
@@ -326,12 +309,6 @@ describe('activations at their bits, all layers at once', () => {
 });
 
 describe('quantlens search', () => {
-  function quantlens(...args: string[]) {
-    const child = spawnSync(process.execPath, [cliPath, ...args], { encoding: 'utf8', maxBuffer: 64 << 20 });
-    assert.equal(child.error, undefined);
-    return { code: child.status, stdout: child.stdout, stderr: child.stderr };
-  }
-
   it('searches a run, prints predicted against measured and the uniform baselines, writes a valid allocation', async () => {
     const out = path.join(dir, 'alloc.json');
     const child = quantlens('search', runFile, '--budget', '5bits', '--refine', '2', '--pin', '^final_layer', '--tie', 'blocks\\.(\\d+)\\.mlp\\.fc[12]$', '--threads', '1', '--out', out);
@@ -344,8 +321,9 @@ describe('quantlens search', () => {
     const allocation = await loadAllocation(out);
     assert.equal(allocation.run, run.id);
     assert.deepEqual(allocation.budget, BUDGET);
-    assert.ok(allocation.measured && Number.isFinite(allocation.measured.error));
     const layersOf = allocation.ranges[0].layers;
+    // The error printed and saved is what the allocation's weights measure, rebuilt here.
+    close(allocation.measured?.error as number, (await independentError([{ timesteps: TIMESTEPS, bits: bitsOf(allocation.ranges[0]) }])).error, 1e-4, 'measured error');
     assert.deepEqual(Object.keys(layersOf).sort(), layers.map((layer) => layer.name).sort());
     assert.equal(layersOf['final_layer.linear'].weightBits, 16);
     assert.equal(layersOf['final_layer.adaLN_modulation.1'].weightBits, 16);
@@ -363,7 +341,12 @@ describe('quantlens search', () => {
     assert.match(child.stderr, /search: sensitivity sweep of dit-sample\.onnx first/);
     const allocation = await loadAllocation(out);
     assert.deepEqual(allocation.ranges.map((range) => range.label), ['999', '0']);
-    assert.ok(fs.existsSync(path.join(dir, 'from-model.run.json')));
+    // The sweep's record is saved beside the allocation, which names it.
+    const sweep = await loadRun(path.join(dir, 'from-model.run.json'));
+    assert.equal(sweep.status, 'complete');
+    assert.equal(allocation.run, sweep.id);
+    assert.deepEqual(sweep.plan.settings, ['W4', 'W8']);
+    assert.deepEqual(sweep.plan.timesteps, TIMESTEPS);
   });
 
   it('--weight-asym sweeps with asymmetric weights; the allocation says so and measures as asymmetric rebuilt weights do', async () => {
@@ -395,7 +378,10 @@ describe('quantlens search', () => {
     const child = quantlens('search', llm, '--budget', '6bits', '--weights', '4,8', '--samples', '1', '--dims', 'seq=8', '--threads', '1', '--out', out);
     assert.equal(child.code, 0, child.stderr);
     const allocation = await loadAllocation(out);
-    assert.ok(Object.keys(allocation.ranges[0]!.layers).includes('lm_head'));
+    const opened = await openModel(llm);
+    await opened.close();
+    assert.deepEqual(Object.keys(allocation.ranges[0]!.layers).sort(), opened.layers.map((layer) => layer.name).sort());
+    assert.ok(opened.layers.some((layer) => layer.name === 'lm_head'));
     const run = JSON.parse(fs.readFileSync(path.join(dir, 'llm.run.json'), 'utf8')) as { settings: { calibration: { dims: Record<string, number> } } };
     assert.deepEqual(run.settings.calibration.dims, { seq: 8 });
   });

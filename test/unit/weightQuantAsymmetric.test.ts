@@ -4,7 +4,8 @@
 import { test } from 'node:test';
 import * as assert from 'node:assert/strict';
 import { asymmetricLevels, quantizeWeight, sqnrDb, weightCodes, type Granularity } from '../../extension/engine/quant/weightQuant';
-import { channelsOf, gaussian, naiveRoundHalfEven } from './naiveWeightStats';
+import { roundHalfEven } from './naiveQuant';
+import { channelsOf, gaussian } from './naiveWeightStats';
 
 const BITS = [2, 3, 4, 5, 6, 8, 12, 16];
 
@@ -28,8 +29,8 @@ function naiveAsymmetricBlock(values: number[], bits: number): NaiveBlock {
   if (max > min) scale = (max - min) / top;
   else scale = max === 0 ? 1 : Math.abs(max) / top;
   const clamp = (q: number) => Math.min(top, Math.max(0, q));
-  const zeroPoint = clamp(naiveRoundHalfEven(-min / scale));
-  const codes = values.map((w) => clamp(naiveRoundHalfEven(w / scale) + zeroPoint));
+  const zeroPoint = clamp(roundHalfEven(-min / scale));
+  const codes = values.map((w) => clamp(roundHalfEven(w / scale) + zeroPoint));
   return { scale, zeroPoint, codes, dequantized: codes.map((q) => (q - zeroPoint) * scale) };
 }
 

@@ -17,11 +17,10 @@ import {
   type ChartEvent,
 } from 'chart.js';
 import type { ActivationRange } from '../../extension/protocol/analysis';
-import { formatDb, formatNumber } from '../shared/format';
+import { formatDb, formatNumber, shorten } from '../shared/format';
 import { restyleChart } from '../shared/chartTheme';
 import type { ThemeColors } from '../shared/theme';
 import { parseColor } from './colormap';
-import { shorten } from './heatmap';
 import { barValue, timestepLabel, type MetricInfo } from './runData';
 
 Chart.register(

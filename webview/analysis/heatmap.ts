@@ -5,6 +5,8 @@
 import { Chart, LinearScale, Tooltip, type ChartEvent, type ActiveElement, type Scale, type TooltipItem } from 'chart.js';
 import { MatrixController, MatrixElement } from 'chartjs-chart-matrix';
 import { h } from '../shared/dom';
+import { restyleChart } from '../shared/chartTheme';
+import { shorten } from '../shared/format';
 import type { ThemeColors } from '../shared/theme';
 import type { Colormap } from './colormap';
 import { badness, colorPosition, unitLabel, type Matrix, type MetricKey } from './runData';
@@ -165,7 +167,7 @@ export class Heatmap {
    * next frame; bursts of calls (rows streaming in) cost one redraw.
    */
   show(matrix: Matrix, metric: MetricKey, colormap: Colormap, range: { lo: number; hi: number } | undefined, order?: readonly number[]): void {
-    const rowsChanged = matrix.rows.length !== this.matrix.rows.length || matrix.rows !== this.matrix.rows;
+    const rowsChanged = matrix.rows !== this.matrix.rows;
     this.matrix = matrix;
     this.order = order ?? matrix.rows.map((_, i) => i);
     const colors = new Array<string>(matrix.values.length);
@@ -213,11 +215,7 @@ export class Heatmap {
 
   recolor(theme: ThemeColors): void {
     (this.chart.data.datasets[0] as { borderColor?: string }).borderColor = theme.foreground;
-    for (const scale of Object.values(this.chart.options.scales ?? {})) {
-      if (scale?.ticks) scale.ticks.color = theme.muted;
-      const title = (scale as { title?: { color?: string } }).title;
-      if (title) title.color = theme.muted;
-    }
+    restyleChart(this.chart, theme);
     this.drawSoon();
   }
 
@@ -321,9 +319,4 @@ function integerTicks(scale: Scale): void {
   const ticks = [];
   for (let value = Math.ceil(scale.min); value <= Math.floor(scale.max); value++) ticks.push({ value });
   scale.ticks = ticks;
-}
-
-/** Keeps the end of long names (the part that differs: `…blocks.27.attn.qkv`). */
-export function shorten(name: string, limit = LABEL_CHARS): string {
-  return name.length <= limit ? name : `…${name.slice(name.length - limit + 1)}`;
 }

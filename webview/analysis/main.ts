@@ -5,10 +5,10 @@ import type { AnalysisToHost, HostToAnalysis } from '../../extension/protocol/an
 import { applyChartDefaults } from '../shared/chartTheme';
 import { h, icon } from '../shared/dom';
 import { formatCount } from '../shared/format';
-import { onThemeChange, themeColors } from '../shared/theme';
+import { colormapTheme, onThemeChange, themeColors } from '../shared/theme';
 import { connectToHost } from '../shared/vscodeApi';
 import { formatMetric, RangeChart, SensitiveBars } from './charts';
-import { Colormap, type ColormapTheme } from './colormap';
+import { Colormap } from './colormap';
 import { launchForm } from './form';
 import { Heatmap } from './heatmap';
 import {
@@ -516,18 +516,6 @@ function describeMean(row: number, setting: string): string[] {
 // ----- helpers -----
 function metricInfo(): MetricInfo {
   return METRICS.find((m) => m.key === ui.metric) ?? METRICS[0]!;
-}
-
-function colormapTheme(): ColormapTheme {
-  const style = getComputedStyle(document.body);
-  const v = (name: string) => style.getPropertyValue(name).trim();
-  return {
-    background: v('--vscode-editor-background'),
-    foreground: v('--vscode-foreground'),
-    yellow: v('--vscode-charts-yellow'),
-    orange: v('--vscode-charts-orange'),
-    red: v('--vscode-charts-red'),
-  };
 }
 
 function formatDuration(ms: number): string {

@@ -19,11 +19,11 @@ import {
 import { MatrixController, MatrixElement } from 'chartjs-chart-matrix';
 import type { ExportReport, HostToSearch, SearchForm, SearchReport, SearchReportStep, SearchToHost } from '../../extension/protocol/searchPanel';
 import { DEFAULT_MIN_SQNR_DB, MAX_SQNR_DB, maxErrorForSqnrDb, pinPattern, pinProblem, searchFormProblem, sqnrDbForMaxError, type SearchFormLimits } from '../../extension/features/search/searchForm';
-import { Colormap, type ColormapTheme } from '../analysis/colormap';
+import { Colormap } from '../analysis/colormap';
 import { applyChartDefaults } from '../shared/chartTheme';
 import { h, icon, clear } from '../shared/dom';
-import { formatDb, formatNumber } from '../shared/format';
-import { onThemeChange, themeColors, type ThemeColors } from '../shared/theme';
+import { formatDb, formatNumber, shorten } from '../shared/format';
+import { colormapTheme, onThemeChange, themeColors, type ThemeColors } from '../shared/theme';
 import { connectToHost } from '../shared/vscodeApi';
 
 Chart.register(ScatterController, BarController, BarElement, LineElement, PointElement, CategoryScale, LinearScale, LogarithmicScale, Tooltip, Legend, MatrixController, MatrixElement);
@@ -38,13 +38,6 @@ const host = connectToHost<SearchToHost, SavedState>();
 let colors: ThemeColors = themeColors();
 let colormap = new Colormap(colormapTheme());
 applyChartDefaults(colors);
-
-/** The heatmap's scale from the theme's variables; Colormap falls back to dark-theme colors for any that are empty. */
-function colormapTheme(): ColormapTheme {
-  const style = getComputedStyle(document.body);
-  const v = (name: string) => style.getPropertyValue(name).trim();
-  return { background: v('--vscode-editor-background'), foreground: v('--vscode-foreground'), yellow: v('--vscode-charts-yellow'), orange: v('--vscode-charts-orange'), red: v('--vscode-charts-red') };
-}
 
 // ----- layout -----
 const app = document.getElementById('app')!;
@@ -224,11 +217,14 @@ function showProgress(stage: string, done: number, total: number): void {
   if (total > 0) progressBar.style.width = `${Math.min(100, (100 * done) / total)}%`;
 }
 
+/** A refinement step as the live list and the report's list write it; `prefix` names its range in the live list. */
+function stepItem(step: SearchReportStep, prefix = ''): HTMLLIElement {
+  return h('li', { className: step.accepted ? 'accepted' : '', text: `${prefix}${step.moves}: predicted ${formatNumber(step.predicted)}, measured ${formatNumber(step.measured)}${step.accepted ? ' — kept' : ''}` });
+}
+
 function showStep(step: SearchReportStep): void {
   stepsView.hidden = false;
-  stepsView.append(
-    h('li', { className: step.accepted ? 'accepted' : '', text: `${step.range === 'all' ? '' : `[${step.range}] `}${step.moves}: predicted ${formatNumber(step.predicted)}, measured ${formatNumber(step.measured)}${step.accepted ? ' — kept' : ''}` }),
-  );
+  stepsView.append(stepItem(step, step.range === 'all' ? '' : `[${step.range}] `));
 }
 
 // ----- report -----
@@ -303,7 +299,7 @@ function showReport(next: SearchReport, reportPath: string | undefined): void {
     reportView.append(
       section(
         `Refinement: ${next.refinement.length} measurement${next.refinement.length === 1 ? '' : 's'}, ${next.refinement.filter((s) => s.accepted).length} kept`,
-        h('ol', { className: 'steps' }, ...next.refinement.map((step) => h('li', { className: step.accepted ? 'accepted' : '', text: `${step.moves}: predicted ${formatNumber(step.predicted)}, measured ${formatNumber(step.measured)}${step.accepted ? ' — kept' : ''}` }))),
+        h('ol', { className: 'steps' }, ...next.refinement.map((step) => stepItem(step))),
       ),
     );
   }
@@ -534,10 +530,6 @@ function allocationChart(canvas: HTMLCanvasElement, box: HTMLElement, next: Sear
     },
   });
   return chart as unknown as Chart;
-}
-
-function shorten(name: string, limit: number): string {
-  return name.length <= limit ? name : `…${name.slice(name.length - limit + 1)}`;
 }
 
 function showExported(exported: ExportReport): void {

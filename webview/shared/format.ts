@@ -71,6 +71,11 @@ export function formatDims(shape: readonly Dim[]): string {
   return `[${shape.map((d) => (d === null || d === '' ? '?' : String(d))).join(', ')}]`;
 }
 
+/** A long name cut to `limit` characters keeping its end, the part that differs: `…blocks.27.attn.qkv`. */
+export function shorten(name: string, limit: number): string {
+  return name.length <= limit ? name : `…${name.slice(name.length - limit + 1)}`;
+}
+
 function trimZeros(s: string): string {
   if (!s.includes('.') || s.includes('e')) return s;
   return s.replace(/\.?0+$/, '');

@@ -1,5 +1,6 @@
 // Colors for canvases (chart.js cannot read CSS variables): taken from the computed --vscode-* variables of the page,
 // and refreshed when VS Code switches theme.
+import type { ColormapTheme } from '../analysis/colormap';
 
 export interface ThemeColors {
   foreground: string;
@@ -27,6 +28,19 @@ export function themeColors(): ThemeColors {
       v('--vscode-charts-red', '#f14c4c'),
       v('--vscode-charts-purple', '#b180d7'),
     ],
+  };
+}
+
+/** The theme colors the heatmaps' color scale is built from; Colormap falls back to dark-theme colors for any left empty. */
+export function colormapTheme(): ColormapTheme {
+  const style = getComputedStyle(document.body);
+  const v = (name: string) => style.getPropertyValue(name).trim();
+  return {
+    background: v('--vscode-editor-background'),
+    foreground: v('--vscode-foreground'),
+    yellow: v('--vscode-charts-yellow'),
+    orange: v('--vscode-charts-orange'),
+    red: v('--vscode-charts-red'),
   };
 }
 

@@ -35,6 +35,21 @@ export class MetricSums {
     this.approxEnergy += approxEnergy;
   }
 
+  /** Adds the sums of `other` (the samples it was given). */
+  addSums(other: MetricSums): void {
+    this.count += other.count;
+    this.signal += other.signal;
+    this.noise += other.noise;
+    this.cross += other.cross;
+    this.approxEnergy += other.approxEnergy;
+  }
+
+  /** Relative noise power Σ(y − ŷ)² / Σy², unclamped: 0 for an exact match, Infinity for noise on a zero signal. */
+  relativeNoise(): number {
+    if (this.noise === 0) return 0;
+    return this.signal === 0 ? Infinity : this.noise / this.signal;
+  }
+
   /**
    * MSE = Σ(y − ŷ)² / n; SQNR = 10·log10(Σy² / Σ(y − ŷ)²), within ±200 dB (200 for an exact match); cosine =
    * Σyŷ / √(Σy² Σŷ²) (1 when both are zero, 0 when one is). NaN where the quantized output was not finite.

@@ -3,7 +3,7 @@
 import type { AnalysisSettings, LayerGroupSpec } from '../../protocol/analysis';
 import type { LayerInfo } from '../../protocol/records';
 import type { ActivationPointSpec } from '../instrument/instrument';
-import type { LayerNode } from '../instrument/plan';
+import { layerPoints, type LayerNode } from '../instrument/plan';
 import { ALL_UNIT, OTHER_GROUP, compilePattern, defaultGroups } from './settings';
 
 export interface PlannedLayer {
@@ -35,6 +35,16 @@ function matcher(model: string, patterns: readonly string[], where: string): (na
   return (name) => patterns.includes(name) || compiled.some((re) => re.test(name));
 }
 
+/**
+ * Each layer's name as sensitivity runs and allocation files give it, in the layers' order: its own name, with its
+ * weight appended when two layers share a name.
+ */
+export function uniqueLayerNames(layers: readonly LayerInfo[]): string[] {
+  const count = new Map<string, number>();
+  for (const layer of layers) count.set(layer.name, (count.get(layer.name) ?? 0) + 1);
+  return layers.map((layer) => ((count.get(layer.name) ?? 0) > 1 ? `${layer.name} [${layer.weight}]` : layer.name));
+}
+
 /** The groups in use: the settings' own, else the DiT-style defaults. */
 export function groupsOf(settings: AnalysisSettings): LayerGroupSpec[] {
   return settings.groups.length > 0 ? settings.groups : defaultGroups();
@@ -56,21 +66,11 @@ export function planUnits(settings: AnalysisSettings, layers: readonly LayerInfo
   const groups = groupsOf(settings);
   const groupOf = groupMatcher(model, groups);
 
-  const nameCount = new Map<string, number>();
-  for (const layer of layers) nameCount.set(layer.name, (nameCount.get(layer.name) ?? 0) + 1);
+  const names = uniqueLayerNames(layers);
   const planned: PlannedLayer[] = [];
-  for (const layer of layers) {
-    if (excluded(layer.name)) continue;
-    const byTensor = new Map<string, number[]>();
-    for (const node of nodes) {
-      if (node.weight !== layer.weight) continue;
-      const list = byTensor.get(node.activation);
-      if (list) list.push(node.nodeIndex);
-      else byTensor.set(node.activation, [node.nodeIndex]);
-    }
-    const name = (nameCount.get(layer.name) ?? 0) > 1 ? `${layer.name} [${layer.weight}]` : layer.name;
-    planned.push({ name, layer, points: [...byTensor].map(([tensor, consumers]) => ({ tensor, consumers })) });
-  }
+  layers.forEach((layer, i) => {
+    if (!excluded(layer.name)) planned.push({ name: names[i], layer, points: layerPoints(layer.weight, nodes) });
+  });
   const tensors = [...new Set(settings.extraActivationTensors)];
 
   const units: PlannedUnit[] = [];

@@ -28,11 +28,11 @@ import type {
 import type { AnalysisEvent } from '../../protocol/engine';
 import type { LayerInfo } from '../../protocol/records';
 import { graphIntRanges, loadCalibration, withTimestep, type CalibrationSet } from '../calib';
-import { floatToHalfBits } from '../calib/ndarray';
 import { toOrtFeeds } from '../calib/ortFeeds';
 import { CancelledError, ModelError } from '../errors';
 import { DataType, valueInfo } from '../instrument/graph';
 import {
+  FEEDABLE_WEIGHT_DTYPES,
   encodeModel,
   instrumentFeeds,
   instrumentModel,
@@ -42,14 +42,16 @@ import {
   type InstrumentedModel,
   type InstrumentedPoint,
   type WeightOverride,
+  weightOverride,
 } from '../instrument/instrument';
 import { layerNodes, placedPoints, pointKey } from '../instrument/plan';
-import { concatFloat32, createSession, floatOutput, ortTensors, quantile } from '../ortSession';
+import { createSession, floatOutput, ortFailureReason, ortTensors } from '../ortSession';
 import { loadOnnxModel } from '../model/onnx';
 import { openModel } from '../model/open';
 import type { OpenedModel } from '../model/types';
 import { quantizeWeight } from '../quant/weightQuant';
 import { newRunId, quantlensVersion, saveRun } from '../runs/records';
+import { calibratedRange, calibratePoints, type PointRange } from './calibrate';
 import { MetricSums } from './metrics';
 import { planCells, planUnits, type Cell, type PlannedUnit } from './plan';
 import { ALL_UNIT, DEFAULT_PERCENTILE, checkSettings, checkShard, isWeightSymmetric, settingsError } from './settings';
@@ -73,8 +75,6 @@ const SAVE_SHARE = 0.1;
 const TIMING_RUNS = 5;
 /** Quantized weight copies kept for reuse; above this, copies the next unit does not use are dropped. */
 const WEIGHT_CACHE_BYTES = 512 * 2 ** 20;
-/** Weight types an override can be fed as (instrumentFeeds). */
-const FEEDABLE_DTYPES: ReadonlySet<string> = new Set(['F32', 'F16', 'F64']);
 
 type Outputs = Record<string, ArrayLike<number>>;
 type Feeds = Record<string, ort.Tensor>;
@@ -108,14 +108,6 @@ interface SweepPlan {
   cells: Cell[];
   /** Percentiles the static-percentile settings use. */
   percentiles: number[];
-}
-
-/** Calibrated statistics of one point at one timestep. */
-interface PointStats {
-  min: number;
-  max: number;
-  /** percentile → the range it gives: [-|x|_p, |x|_p] (symmetric) and [x_(100−p), x_p] (asymmetric). */
-  percentiles: Map<number, { abs: number; low: number; high: number }>;
 }
 
 /** A copy of the model that also outputs `tensors` (intermediate values a group is ranked by). */
@@ -183,7 +175,7 @@ async function checkExecutionProvider(settings: AnalysisSettings): Promise<void>
   try {
     await (await ort.InferenceSession.create(identityModel(), { logSeverityLevel: 4, executionProviders: [ep] })).release();
   } catch (err) {
-    const reason = (err instanceof Error ? err.message : String(err)).split('\n')[0].slice(0, 300);
+    const reason = ortFailureReason(err);
     throw settingsError(
       path.resolve(settings.model),
       `the ${ep.toUpperCase()} execution provider is not available here (${reason}); install onnxruntime-node with its CUDA ` +
@@ -304,9 +296,9 @@ class Sweep {
     }
     const needWeights = settings.settings.some((s) => s.weight);
     const needPoints = settings.settings.some((s) => s.activation);
-    const feedable = unitPlan.layers.filter((l) => FEEDABLE_DTYPES.has(l.layer.dtype));
+    const feedable = unitPlan.layers.filter((l) => FEEDABLE_WEIGHT_DTYPES.has(l.layer.dtype));
     if (needWeights) {
-      for (const layer of unitPlan.layers.filter((l) => !FEEDABLE_DTYPES.has(l.layer.dtype))) {
+      for (const layer of unitPlan.layers.filter((l) => !FEEDABLE_WEIGHT_DTYPES.has(l.layer.dtype))) {
         this.warnings.push(`layer ${JSON.stringify(layer.name)}: its ${layer.layer.dtype} weight cannot be fed from Node; weight settings leave it alone`);
       }
     }
@@ -422,37 +414,17 @@ class Sweep {
   }
 
   /** Ranges (and percentiles) of every point per timestep, every switch off; the session is released after. */
-  private async calibrate(plan: SweepPlan, feeds: Map<number, Feeds[]>): Promise<Map<number, PointStats[]>> {
+  private async calibrate(plan: SweepPlan, feeds: Map<number, Feeds[]>): Promise<Map<number, PointRange[]>> {
     const { calibInst, percentiles } = plan;
     this.progress('calibrating activation ranges');
     const session = await this.createSession(encodeModel(calibInst.model), 'model instrumented for calibration');
-    const stats = new Map<number, PointStats[]>();
+    const stats = new Map<number, PointRange[]>();
     try {
-      const off = ortTensors(instrumentFeeds(calibInst));
       for (const [t, samples] of feeds) {
-        const perPoint: PointStats[] = calibInst.points.map(() => ({ min: Infinity, max: -Infinity, percentiles: new Map() }));
-        const collected: Float32Array[][] = calibInst.points.map(() => []);
-        for (const sample of samples) {
+        stats.set(t, await calibratePoints(session, calibInst, samples, percentiles, () => {
           this.checkAbort();
-          const out = await session.run({ ...sample, ...off });
           this.setupRuns++;
-          for (const point of calibInst.points) {
-            const s = perPoint[point.index];
-            const ranges = point.rangeOutputs as { min: string; max: string };
-            s.min = Math.min(s.min, Number((floatOutput(out[ranges.min]) as ArrayLike<number>)[0]));
-            s.max = Math.max(s.max, Number((floatOutput(out[ranges.max]) as ArrayLike<number>)[0]));
-            if (percentiles.length > 0 && point.tensorOutput) collected[point.index].push(Float32Array.from(floatOutput(out[point.tensorOutput]) ?? []));
-          }
-        }
-        for (const point of percentiles.length > 0 ? calibInst.points : []) {
-          const values = concatFloat32(collected[point.index]);
-          const sorted = values.slice().sort();
-          const magnitudes = values.map(Math.abs).sort();
-          for (const p of percentiles) {
-            perPoint[point.index].percentiles.set(p, { abs: quantile(magnitudes, p / 100), low: quantile(sorted, 1 - p / 100), high: quantile(sorted, p / 100) });
-          }
-        }
-        stats.set(t, perPoint);
+        }));
       }
     } finally {
       await session.release();
@@ -566,7 +538,7 @@ class Sweep {
     plan: SweepPlan,
     session: ort.InferenceSession,
     weightCache: WeightCache,
-    data: { feeds: Map<number, Feeds[]>; stats: Map<number, PointStats[]>; references: Map<number, Outputs[]>; keys: string[]; firstOutput: string },
+    data: { feeds: Map<number, Feeds[]>; stats: Map<number, PointRange[]>; references: Map<number, Outputs[]>; keys: string[]; firstOutput: string },
   ): Promise<void> {
     const { sweepInst, units, unitPoints, unitWeights, cells } = plan;
     const { settings, record: run } = this;
@@ -599,7 +571,7 @@ class Sweep {
           for (const { layer, elemType } of unitWeights[cell.unit]) config.weights.set(layer.weight, await weightCache.get(layer, elemType, setting.weight));
         }
         if (setting.activation) {
-          const perPoint = data.stats.get(cell.timestep) as PointStats[];
+          const perPoint = data.stats.get(cell.timestep) as PointRange[];
           for (const { sweep, calib } of unitPoints[cell.unit]) {
             config.activations.set(sweep.index, this.activationQuant(setting, perPoint[calib.index], calib.tensor, run.plan.timesteps[cell.timestep]));
           }
@@ -635,18 +607,11 @@ class Sweep {
     }
   }
 
-  private activationQuant(setting: QuantSetting, stats: PointStats, tensor: string, timestep: number | null): ActivationQuant {
+  private activationQuant(setting: QuantSetting, stats: PointRange, tensor: string, timestep: number | null): ActivationQuant {
     const a = setting.activation as NonNullable<QuantSetting['activation']>;
     if (a.mode === 'dynamic-token') return { mode: 'dynamic', bits: a.bits, symmetric: a.symmetric };
-    let [min, max] = [stats.min, stats.max];
-    if (a.mode === 'static-percentile') {
-      const p = stats.percentiles.get(a.percentile ?? DEFAULT_PERCENTILE) as { abs: number; low: number; high: number };
-      [min, max] = a.symmetric ? [-p.abs, p.abs] : [p.low, p.high];
-    }
-    if (!Number.isFinite(min) || !Number.isFinite(max)) {
-      const at = timestep === null ? '' : ` at timestep ${timestep}`;
-      throw new ModelError(this.modelFile, `the calibrated range of ${JSON.stringify(tensor)}${at} is not finite ([${min}, ${max}]): static scales need finite activations`);
-    }
+    const at = timestep === null ? '' : ` at timestep ${timestep}`;
+    const { min, max } = calibratedRange(stats, a, this.modelFile, `${JSON.stringify(tensor)}${at}`);
     return { mode: 'static', bits: a.bits, symmetric: a.symmetric, ...staticQuantParams(min, max, a.bits, a.symmetric) };
   }
 }
@@ -680,9 +645,7 @@ class WeightCache {
     const known = this.copies.get(key);
     if (known) return known.data;
     const quantized = quantizeWeight(await this.opened.readTensorF32(layer.weight), layer.shape, layer.channelAxis, setting.bits, g, isWeightSymmetric(setting));
-    let data: WeightOverride = quantized;
-    if (elemType === DataType.DOUBLE) data = Float64Array.from(quantized);
-    else if (elemType === DataType.FLOAT16) data = Uint16Array.from(quantized, floatToHalfBits);
+    const data = weightOverride(quantized, elemType);
     this.copies.set(key, { weight: layer.weight, data });
     this.bytes += data.byteLength;
     return data;

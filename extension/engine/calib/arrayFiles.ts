@@ -3,7 +3,7 @@
 import * as fs from 'fs';
 import * as path from 'path';
 import * as yauzl from 'yauzl';
-import { ModelError } from '../errors';
+import { ModelError, quote } from '../errors';
 import { readSafetensorsHeader, type SafetensorsEntry } from '../model/safetensors';
 import { fileAccessError, readByteRange } from '../model/tensor';
 import { fromLittleEndian, type StoredArray, type StoredDType } from './ndarray';
@@ -21,11 +21,6 @@ export interface ArrayFile {
 }
 
 export const ARRAY_FILE_EXTENSIONS = ['.npy', '.npz', '.safetensors'];
-
-/** A string from a user's file, quoted and shortened for messages. */
-export function quote(text: string): string {
-  return JSON.stringify(text.length > 200 ? `${text.slice(0, 200)}…` : text);
-}
 
 function errorText(err: unknown): string {
   return err instanceof Error ? err.message : String(err);

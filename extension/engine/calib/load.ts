@@ -3,12 +3,12 @@
 import * as fs from 'fs';
 import * as path from 'path';
 import type { ValueInfo } from '../../protocol/records';
-import { ModelError } from '../errors';
+import { ModelError, quote } from '../errors';
 import { fileAccessError } from '../model/tensor';
 import { SafeFolder } from '../safePath';
-import { openArrayFile, quote, type ArrayFile } from './arrayFiles';
+import { openArrayFile, type ArrayFile } from './arrayFiles';
 import { canConvert, convert, NUMPY_NAMES, sliceAxis, type StoredArray } from './ndarray';
-import { axisKey, dimKeyUsed, dimSetting, formatShape, INT_LIMITS, resolveShape, syntheticTensor } from './synthetic';
+import { axisKey, axisSetting, dimKeyUsed, formatShape, INT_LIMITS, resolveShape, syntheticTensor } from './synthetic';
 import { filledTensor } from './timestep';
 import {
   DEFAULT_BATCH,
@@ -331,10 +331,9 @@ function checkArray(s: Settings, file: string, input: ValueInfo, stored: StoredA
       }
       return;
     }
-    const key = axisKey(input.name, axis);
-    const setting = dimSetting(s.dims, key) ?? (dim === null ? undefined : dimSetting(s.dims, dim));
+    const setting = axisSetting(s.dims, input.name, axis, dim);
     if (!onBatchAxis && setting !== undefined && setting !== size) {
-      throw mismatch(`axis ${axis} is ${size}, but the calibration dims set ${quote(dim ?? key)} to ${setting}`);
+      throw mismatch(`axis ${axis} is ${size}, but the calibration dims set ${quote(dim ?? axisKey(input.name, axis))} to ${setting}`);
     }
     if (dim === null) return;
     const previous = bound.get(dim);
@@ -373,10 +372,7 @@ async function buildSamples(
     const entry = arrays.get(input.name);
     if (!entry || input.shape.length <= batchAxis) continue;
     const dim = input.shape[batchAxis];
-    const rows =
-      typeof dim === 'number'
-        ? dim
-        : dimSetting(s.dims, axisKey(input.name, batchAxis)) ?? (dim === null ? undefined : dimSetting(s.dims, dim)) ?? s.batch;
+    const rows = typeof dim === 'number' ? dim : axisSetting(s.dims, input.name, batchAxis, dim) ?? s.batch;
     const total = entry.tensor.shape[batchAxis];
     if (total < rows) {
       throw new ModelError(

@@ -1,7 +1,6 @@
 // Arrays read from calibration files: typed arrays from little-endian bytes, slices along an axis, C-order copies of
 // Fortran-order data, the dtype conversions calibration allows, and float → half-precision bits.
-import * as os from 'os';
-import { decodeHalfWords, numElements } from '../model/tensor';
+import { decodeHalfWords, LITTLE_ENDIAN_HOST, numElements } from '../model/tensor';
 import type { FeedData, FeedDType, FeedTensor } from './types';
 
 /** What a file may store: every feed dtype, plus bfloat16 (widened to float32 on load, exactly). */
@@ -22,8 +21,6 @@ export const NUMPY_NAMES: Readonly<Record<StoredDType, string>> = {
   F64: 'float64', F32: 'float32', F16: 'float16', BF16: 'bfloat16',
   I64: 'int64', I32: 'int32', I8: 'int8', U8: 'uint8', BOOL: 'bool',
 };
-
-const LITTLE_ENDIAN_HOST = os.endianness() === 'LE';
 
 /** A typed array over a copy of `bytes`, which hold `count` little-endian elements of `dtype`. */
 export function fromLittleEndian(bytes: Uint8Array, dtype: StoredDType, count: number): FeedData {

@@ -129,14 +129,19 @@ export interface NpyHeader {
   dataBytes: number;
 }
 
-/**
- * Parses the header at the start of `bytes` (at least the first 12 bytes, and the whole header once its length is
- * known: see `npyHeaderLength`). `where` names the array in messages ("" for a .npy file, `entry "x.npy": ` in .npz).
- */
-export function parseNpyHeader(bytes: Uint8Array, file: string, where = ''): NpyHeader {
-  const fail = (why: string): never => {
+/** Throws the ModelError for a malformed array; `where` names it ("" for a .npy file, `entry "x.npy": ` in .npz). */
+function npyFailure(file: string, where: string): (why: string) => never {
+  return (why) => {
     throw new ModelError(file, `${where}not a valid NumPy .npy array: ${why}`);
   };
+}
+
+/**
+ * Parses the header at the start of `bytes` (the whole header: `npyHeaderEnd` of the first 12 bytes says how long it
+ * is). `where` names the array in messages ("" for a .npy file, `entry "x.npy": ` in .npz).
+ */
+export function parseNpyHeader(bytes: Uint8Array, file: string, where = ''): NpyHeader {
+  const fail = npyFailure(file, where);
   const headerEnd = npyHeaderEnd(bytes, file, where);
   if (bytes.length < headerEnd) fail(`the header is truncated (${bytes.length} of ${headerEnd} bytes)`);
   const major = bytes[6];
@@ -159,9 +164,7 @@ export function parseNpyHeader(bytes: Uint8Array, file: string, where = ''): Npy
 
 /** Where the header ends (the data starts), from the first 12 bytes. */
 export function npyHeaderEnd(bytes: Uint8Array, file: string, where = ''): number {
-  const fail = (why: string): never => {
-    throw new ModelError(file, `${where}not a valid NumPy .npy array: ${why}`);
-  };
+  const fail = npyFailure(file, where);
   if (bytes.length < 10 || MAGIC.some((b, i) => bytes[i] !== b)) fail('it does not start with \\x93NUMPY');
   const major = bytes[6];
   if (major < 1 || major > 3) fail(`format version ${major}.${bytes[7]} is not supported (1.0, 2.0 and 3.0 are)`);

@@ -2,7 +2,7 @@
 // (a class label by default), BOOL false. Each (input, sample) pair draws from its own stream, so adding an input or a
 // sample leaves the others' values unchanged, and the same seed always gives the same bytes.
 import type { Dim, ValueInfo } from '../../protocol/records';
-import { ModelError } from '../errors';
+import { ModelError, quote } from '../errors';
 import { numElements } from '../model/tensor';
 import { fnv1a, mulberry32 } from '../random';
 import { allocate, floatToHalfBits } from './ndarray';
@@ -42,22 +42,23 @@ export function axisKey(input: string, axis: number): string {
 }
 
 /** dims[key] when the settings set it (own keys only: dim names come from the model file and are untrusted). */
-export function dimSetting(dims: Record<string, number>, key: string): number | undefined {
+function dimSetting(dims: Record<string, number>, key: string): number | undefined {
   return Object.hasOwn(dims, key) ? dims[key] : undefined;
+}
+
+/** The settings' size for one axis of an input: its "input[axis]" key first, then the dim's name. */
+export function axisSetting(dims: Record<string, number>, input: string, axis: number, dim: Dim): number | undefined {
+  return dimSetting(dims, axisKey(input, axis)) ?? (typeof dim === 'string' ? dimSetting(dims, dim) : undefined);
 }
 
 /** The size of every dim of the input; an unnamed or unknown symbolic dim is a ModelError asking to set it. */
 export function resolveShape(modelFile: string, input: ValueInfo, values: DimValues): number[] {
   return input.shape.map((dim, axis) => {
     if (typeof dim === 'number') return dim;
-    const byAxis = dimSetting(values.dims, axisKey(input.name, axis));
-    if (byAxis !== undefined) return byAxis;
-    if (dim !== null) {
-      const value = dimSetting(values.dims, dim) ?? values.known?.get(dim);
-      if (value !== undefined) return value;
-    }
+    const value = axisSetting(values.dims, input.name, axis, dim) ?? (dim === null ? undefined : values.known?.get(dim));
+    if (value !== undefined) return value;
     if (isBatchLike(dim, axis)) return values.batch;
-    const where = `input ${JSON.stringify(input.name)} ${formatShape(input.shape)}`;
+    const where = `input ${quote(input.name)} ${formatShape(input.shape)}`;
     const key = JSON.stringify(dim ?? axisKey(input.name, axis));
     const what = dim === null ? `axis ${axis} has no size and no name` : `symbolic dim ${key} (axis ${axis}) has no size`;
     throw new ModelError(modelFile, `${where}: ${what}; set quantlens.analysis.dims (editor) or --dims (CLI), e.g. {${key}: 16}`);

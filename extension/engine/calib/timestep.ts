@@ -1,5 +1,6 @@
 // Diffusion timesteps: which input carries the timestep, which timesteps to analyze, and feeds with one filled in.
 import type { ValueInfo } from '../../protocol/records';
+import { quote } from '../errors';
 import { numElements } from '../model/tensor';
 import { allocate, floatToHalfBits } from './ndarray';
 import { FEED_DTYPES, type FeedDType, type Feeds, type FeedTensor } from './types';
@@ -35,7 +36,7 @@ export function filledTensor(dtype: FeedDType, shape: number[], value: number): 
 export function withTimestep(feeds: Feeds, input: string, t: number, inputInfo: ValueInfo): Feeds {
   const dtype = inputInfo.dtype as FeedDType;
   if (!FEED_DTYPES.includes(dtype) || dtype === 'BOOL') {
-    throw new RangeError(`timestep input "${input}" has dtype ${inputInfo.dtype}, which cannot hold a timestep`);
+    throw new RangeError(`timestep input ${quote(input)} has dtype ${inputInfo.dtype}, which cannot hold a timestep`);
   }
   if (!Number.isFinite(t)) throw new RangeError(`timestep ${t} is not a finite number`);
   let shape = feeds[input]?.shape;

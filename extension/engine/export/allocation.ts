@@ -14,9 +14,11 @@ import {
   type LayerAllocation,
 } from '../../protocol/allocation';
 import type { LayerInfo } from '../../protocol/records';
-import { FULL_PRECISION_OPTION, type SearchBudget, type SearchProblem, type SearchResult } from '../../protocol/search';
-import { ModelError } from '../errors';
+import { FULL_PRECISION_OPTION, type Allocation, type SearchBudget, type SearchProblem, type SearchResult } from '../../protocol/search';
+import { uniqueLayerNames } from '../analysis/plan';
+import { ModelError, quote } from '../errors';
 import { fileAccessError } from '../model/tensor';
+import type { Granularity } from '../quant/weightQuant';
 import * as yaml from 'js-yaml';
 
 const bits = { type: 'integer', minimum: 2, maximum: 16 };
@@ -99,10 +101,6 @@ let compiled: ReturnType<typeof compile> | undefined;
 
 function compile() {
   return new Ajv({ allErrors: false, strict: true, allowUnionTypes: true }).compile<AllocationFile>(allocationSchema);
-}
-
-function quote(text: string): string {
-  return JSON.stringify(text.length > 200 ? `${text.slice(0, 200)}…` : text);
 }
 
 function listNames(names: readonly string[], shown = 8): string {
@@ -191,14 +189,10 @@ export function rangeLabel(timesteps: readonly number[] | null): string {
   return high === low ? String(high) : `${high}-${low}`;
 }
 
-/**
- * Layer names as allocations and sensitivity runs use them: the layer's name, or "<name> [<weight>]" when two layers
- * share a name (analysis/plan.ts names them so).
- */
+/** The model's layers by the names allocations and sensitivity runs give them (uniqueLayerNames). */
 export function allocationLayerNames(layers: readonly LayerInfo[]): Map<string, LayerInfo> {
-  const count = new Map<string, number>();
-  for (const layer of layers) count.set(layer.name, (count.get(layer.name) ?? 0) + 1);
-  return new Map(layers.map((layer) => [(count.get(layer.name) ?? 0) > 1 ? `${layer.name} [${layer.weight}]` : layer.name, layer]));
+  const names = uniqueLayerNames(layers);
+  return new Map(layers.map((layer, i) => [names[i], layer]));
 }
 
 /** One range resolved against a model: each listed layer and its bits (granularity and symmetry filled in from the file). */
@@ -207,6 +201,11 @@ export interface ResolvedLayerAllocation extends LayerAllocation {
   layer: LayerInfo;
   granularity: AllocationGranularity;
   weightSymmetric: boolean;
+}
+
+/** An allocation's weight granularity as the weight quantizer takes it. */
+export function quantGranularity(granularity: AllocationGranularity): Granularity {
+  return granularity === 'channel' ? { kind: 'channel' } : { kind: 'group', size: granularity.group };
 }
 
 /** The allocation's weight quantizer is symmetric unless it says otherwise (files written before the flag existed). */
@@ -248,6 +247,30 @@ export function validateAllocationForModel(
   );
 }
 
+/** A problem's timesteps as an allocation range holds them: null for a model without a timestep input. */
+export function rangeTimesteps(problem: Pick<SearchProblem, 'timesteps'>): number[] | null {
+  return problem.timesteps && problem.timesteps.some((t) => t !== null) ? problem.timesteps.filter((t): t is number => t !== null) : null;
+}
+
+/**
+ * One range's layers as an allocation file lists them: each unit's choice given to its layers (a group's to every
+ * member), full precision written as FLOAT_WEIGHT_BITS / null.
+ */
+export function rangeLayers(problem: Pick<SearchProblem, 'units'>, allocation: Allocation): Record<string, LayerAllocation> {
+  const members = new Map(problem.units.map((unit) => [unit.name, unit.members ?? [unit.name]]));
+  const layers = new Map<string, LayerAllocation>();
+  for (const choice of allocation.choices) {
+    const float = choice.option === FULL_PRECISION_OPTION;
+    const bits: LayerAllocation = {
+      weightBits: float ? FLOAT_WEIGHT_BITS : Math.min(choice.weightBits, FLOAT_WEIGHT_BITS),
+      activationBits: float || choice.activationBits === null || choice.activationBits >= FLOAT_WEIGHT_BITS ? null : choice.activationBits,
+    };
+    for (const member of members.get(choice.unit) ?? [choice.unit]) layers.set(member, { ...bits });
+  }
+  // fromEntries defines own properties: a layer named "__proto__" stays a plain key.
+  return Object.fromEntries(layers);
+}
+
 /** One solved range of a search: its problem and result. */
 export interface SearchedRange {
   problem: SearchProblem;
@@ -273,19 +296,8 @@ export interface AllocationFromSearchOptions {
  */
 export function allocationFromSearch(options: AllocationFromSearchOptions): AllocationFile {
   const ranges: AllocationRange[] = options.ranges.map(({ problem, result }) => {
-    const timesteps = problem.timesteps && problem.timesteps.some((t) => t !== null) ? problem.timesteps.filter((t): t is number => t !== null) : null;
-    const layers = new Map<string, LayerAllocation>();
-    const units = new Map(problem.units.map((unit) => [unit.name, unit]));
-    for (const choice of result.allocation.choices) {
-      const float = choice.option === FULL_PRECISION_OPTION;
-      const bitsOf: LayerAllocation = {
-        weightBits: float ? FLOAT_WEIGHT_BITS : Math.min(choice.weightBits, FLOAT_WEIGHT_BITS),
-        activationBits: float || choice.activationBits === null || choice.activationBits >= FLOAT_WEIGHT_BITS ? null : choice.activationBits,
-      };
-      for (const member of units.get(choice.unit)?.members ?? [choice.unit]) layers.set(member, { ...bitsOf });
-    }
-    // fromEntries defines own properties: a layer named "__proto__" stays a plain key.
-    return { timesteps, label: rangeLabel(timesteps), layers: Object.fromEntries(layers), predicted: { cost: result.allocation.cost, error: result.allocation.error } };
+    const timesteps = rangeTimesteps(problem);
+    return { timesteps, label: rangeLabel(timesteps), layers: rangeLayers(problem, result.allocation), predicted: { cost: result.allocation.cost, error: result.allocation.error } };
   });
   const total = (key: 'cost' | 'error') => ranges.reduce((sum, range) => sum + (range.predicted?.[key] ?? 0), 0);
   const allocation: AllocationFile = {

@@ -41,25 +41,25 @@
 // of the range's timesteps (the simulation of one timestep uses that timestep's own range).
 import * as path from 'path';
 import { onnx } from 'onnx-proto';
-import * as ort from 'onnxruntime-node';
 import { FLOAT_WEIGHT_BITS, type AllocationFile, type AllocationGranularity } from '../../protocol/allocation';
 import type { Metrics } from '../../protocol/analysis';
 import type { LayerInfo, ValueInfo } from '../../protocol/records';
+import { calibratedRange, calibratePoints, type PointRange } from '../analysis/calibrate';
 import { MetricSums } from '../analysis/metrics';
 import { DEFAULT_PERCENTILE } from '../analysis/settings';
 import { detectTimestepInput, graphIntRanges, loadCalibration, withTimestep, type CalibrationSpec, type Feeds } from '../calib';
 import { toOrtFeeds } from '../calib/ortFeeds';
-import { ModelError } from '../errors';
+import { ModelError, quote } from '../errors';
 import { fakeQuantGraph } from '../instrument/fakeQuant';
 import { DataType, NameScope, defaultOpset, inferElemTypes, intValue, isStandardDomain, makeNode, valueInfo } from '../instrument/graph';
-import { encodeModel, instrumentFeeds, instrumentModel, quantRange, staticQuantParams, type ActivationPointSpec } from '../instrument/instrument';
-import { layerNodes } from '../instrument/plan';
+import { PARAM_COLUMNS, encodeModel, instrumentModel, quantRange, staticQuantParams } from '../instrument/instrument';
+import { layerNodes, layerPoints, placedPoints, pointKey } from '../instrument/plan';
 import { loadOnnxModel } from '../model/onnx';
 import { openModel } from '../model/open';
 import type { OpenedModel } from '../model/types';
-import { createSession, floatOutput, quantile } from '../ortSession';
+import { createSession, floatOutput } from '../ortSession';
 import { channelLayout, weightCodes, type Granularity, type WeightCodes } from '../quant/weightQuant';
-import { sha256File, validateAllocationForModel, writeAtomically, type ResolvedLayerAllocation } from './allocation';
+import { quantGranularity, sha256File, validateAllocationForModel, writeAtomically, type ResolvedLayerAllocation } from './allocation';
 
 /** Oldest default opset the export writes for: Mul broadcasts from opset 7. */
 export const MIN_EXPORT_OPSET = 7;
@@ -128,17 +128,8 @@ export interface ExportResult {
   measured?: { runs: number; outputs: Record<string, Metrics> };
 }
 
-function quote(text: string): string {
-  return JSON.stringify(text.length > 200 ? `${text.slice(0, 200)}…` : text);
-}
-
-function toGranularity(granularity: AllocationGranularity): Granularity {
-  return granularity === 'channel' ? { kind: 'channel' } : { kind: 'group', size: granularity.group };
-}
-
 // ---------------------------------------------------------------------------------------------------------------
 // weights
-
 
 /**
  * How codes, scales and zero points are laid out for Cast·Mul: the codes viewed as `view` (their storage order
@@ -213,14 +204,7 @@ interface PointPlan {
   spec: { tensor: string; consumers: number[] };
 }
 
-interface PointRange {
-  min: number;
-  max: number;
-  /** |x| percentile, and the (100 − p)th and pth percentiles of x. */
-  percentile?: { abs: number; low: number; high: number };
-}
-
-/** Min/max (and percentiles) of every point's tensor over every feed, each switch off. Undefined where not placed. */
+/** Min/max (and the percentile) of every point's tensor over every feed, each switch off. Undefined where not placed. */
 async function calibrateRanges(
   model: onnx.ModelProto,
   file: string,
@@ -229,52 +213,20 @@ async function calibrateRanges(
   percentile: number | undefined,
   threads: number | undefined,
 ): Promise<(PointRange | undefined)[]> {
-  const specs: ActivationPointSpec[] = points.map((p) => p.spec);
+  const specs = points.map((p) => p.spec);
   const inst = instrumentModel(model, { weights: [], activationPoints: specs, withRangeOutputs: true, withTensorOutputs: percentile !== undefined }, { file });
-  // Points are placed in spec order; skipped ones are missing.
-  const placed = points.map(() => undefined as (typeof inst.points)[number] | undefined);
-  let next = 0;
-  points.forEach((point, i) => {
-    const candidate = inst.points[next];
-    if (candidate && candidate.tensor === point.spec.tensor && candidate.consumers.every((c) => point.spec.consumers.includes(c))) {
-      placed[i] = candidate;
-      next++;
-    }
-  });
-  if (inst.points.length === 0) return placed.map(() => undefined);
+  const placed = placedPoints(specs, inst);
+  if (inst.points.length === 0) return points.map(() => undefined);
   const session = await createSession(encodeModel(inst.model), file, 'model instrumented for calibration', threads ? { threads } : {});
-  const ranges = placed.map((p) => (p ? { min: Infinity, max: -Infinity } : undefined)) as (PointRange | undefined)[];
-  const collected: Float32Array[][] = placed.map(() => []);
   try {
-    const off = Object.fromEntries(Object.entries(instrumentFeeds(inst)).map(([name, f]) => [name, new ort.Tensor(f.type, f.data, f.dims)]));
-    for (const feed of feeds) {
-      const out = await session.run({ ...toOrtFeeds(feed), ...off });
-      placed.forEach((point, i) => {
-        const range = ranges[i];
-        if (!point || !range || !point.rangeOutputs) return;
-        range.min = Math.min(range.min, Number(floatOutput(out[point.rangeOutputs.min])?.[0]));
-        range.max = Math.max(range.max, Number(floatOutput(out[point.rangeOutputs.max])?.[0]));
-        if (percentile !== undefined && point.tensorOutput) collected[i].push(Float32Array.from(floatOutput(out[point.tensorOutput]) ?? []));
-      });
-    }
+    const ranges = await calibratePoints(session, inst, feeds.map(toOrtFeeds), percentile !== undefined ? [percentile] : []);
+    return specs.map((spec) => {
+      const point = placed.get(pointKey(spec));
+      return point && ranges[point.index];
+    });
   } finally {
     await session.release();
   }
-  if (percentile !== undefined) {
-    ranges.forEach((range, i) => {
-      if (!range) return;
-      const values = new Float32Array(collected[i].reduce((n, part) => n + part.length, 0));
-      let offset = 0;
-      for (const part of collected[i]) {
-        values.set(part, offset);
-        offset += part.length;
-      }
-      const sorted = values.slice().sort();
-      const magnitudes = values.map(Math.abs).sort();
-      range.percentile = { abs: quantile(magnitudes, percentile / 100), low: quantile(sorted, 1 - percentile / 100), high: quantile(sorted, percentile / 100) };
-    });
-  }
-  return ranges;
 }
 
 // ---------------------------------------------------------------------------------------------------------------
@@ -470,13 +422,9 @@ class Exporter {
     const found = layerNodes(graph);
     const points: PointPlan[] = [];
     for (const layer of layers) {
-      const byTensor = new Map<string, number[]>();
-      for (const node of found) {
-        if (node.weight !== layer.layer.weight) continue;
-        byTensor.set(node.activation, [...(byTensor.get(node.activation) ?? []), node.nodeIndex]);
-      }
-      if (byTensor.size === 0) this.notes.push(`layer ${quote(layer.name)}: no activation input found; its activations stay float`);
-      for (const [tensor, consumers] of byTensor) points.push({ layer, spec: { tensor, consumers } });
+      const specs = layerPoints(layer.layer.weight, found);
+      if (specs.length === 0) this.notes.push(`layer ${quote(layer.name)}: no activation input found; its activations stay float`);
+      for (const spec of specs) points.push({ layer, spec });
     }
     return points;
   }
@@ -494,7 +442,7 @@ class Exporter {
       this.notes.push(`layer ${quote(layer.name)}: its ${info.dtype} weight is left as stored (no Cast back to it at opset ${opset})`);
       return undefined;
     }
-    const granularity = toGranularity(layer.granularity);
+    const granularity = quantGranularity(layer.granularity);
     const symmetric = layer.weightSymmetric;
     const data = await this.opened.readTensorF32(info.weight);
     const codes = weightCodes(data, info.shape, info.channelAxis, layer.weightBits, granularity, symmetric);
@@ -571,7 +519,7 @@ class Exporter {
     elemTypes: Map<string, number>,
     initializers: onnx.TensorProto[],
   ): { chains: { tensor: string; consumers: number[]; output: string; nodes: onnx.NodeProto[] }[]; activations: ExportedActivation[] } {
-    const { symmetric, mode } = this.allocation.activation;
+    const { symmetric } = this.allocation.activation;
     const chains: { tensor: string; consumers: number[]; output: string; nodes: onnx.NodeProto[] }[] = [];
     const activations: ExportedActivation[] = [];
     /** Fake-quant parameter rows (PARAM_COLUMNS), one per fake-quant point, in one constant. */
@@ -588,11 +536,7 @@ class Exporter {
         this.notes.push(`layer ${quote(layerName)}: no quantization point can be placed on its input ${quote(point.spec.tensor)}; its activations stay float`);
         return;
       }
-      let [min, max] = [range.min, range.max];
-      if (mode === 'static-percentile' && range.percentile) [min, max] = symmetric ? [-range.percentile.abs, range.percentile.abs] : [range.percentile.low, range.percentile.high];
-      if (!Number.isFinite(min) || !Number.isFinite(max)) {
-        throw new ModelError(this.file, `the calibrated range of ${quote(point.spec.tensor)} is not finite ([${min}, ${max}]): static scales need finite activations`);
-      }
+      const { min, max } = calibratedRange(range, this.allocation.activation, this.file, quote(point.spec.tensor));
       const params = staticQuantParams(min, max, bits, symmetric);
       const scale = Math.fround(params.scale);
       const zeroPoint = params.zeroPoint;
@@ -656,7 +600,7 @@ class Exporter {
       shared.set(key, chain);
       chains.push(chain);
     });
-    if (paramRows.length > 0) initializers.push(rawTensor(paramsName, DataType.FLOAT, [paramRows.length, 6], Float32Array.from(paramRows.flat())));
+    if (paramRows.length > 0) initializers.push(rawTensor(paramsName, DataType.FLOAT, [paramRows.length, PARAM_COLUMNS.length], Float32Array.from(paramRows.flat())));
     return { chains, activations };
   }
 

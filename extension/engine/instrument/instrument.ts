@@ -23,7 +23,9 @@
 // Nodes inside subgraphs that read a weight keep the stored value.
 import * as fs from 'fs';
 import { onnx } from 'onnx-proto';
-import { ModelError } from '../errors';
+import { floatToHalfBits } from '../calib/ndarray';
+import { ModelError, quote } from '../errors';
+import { storedTensorProtos } from '../model/protoValues';
 import { quantLevels, roundHalfEven } from '../quant/weightQuant';
 import { DYNAMIC_MIN_SCALE, MIN_FAKE_QUANT_OPSET, PARAM_COLUMNS, fakeQuantGraph, type RankKnowledge } from './fakeQuant';
 import {
@@ -123,25 +125,11 @@ const FEED_TYPES: Partial<Record<number, { type: FeedTensor['type']; array: new 
   [DataType.FLOAT16]: { type: 'float16', array: Uint16Array },
 };
 
+/** Layer weight dtypes (LayerInfo.dtype) an override can be fed for: those of FEED_TYPES. */
+export const FEEDABLE_WEIGHT_DTYPES: ReadonlySet<string> = new Set(['F32', 'F16', 'F64']);
+
 /** Ops whose data input has rank ≥ 1 (Conv ≥ 3, Gemm 2, MatMul ≥ 1). */
 const POSITIVE_RANK_READERS = new Set(['Conv', 'ConvTranspose', 'Gemm', 'MatMul']);
-
-/** Initializers and Constant-node values of the main graph. */
-function storedTensors(graph: onnx.IGraphProto): Map<string, onnx.ITensorProto> {
-  const stored = new Map<string, onnx.ITensorProto>();
-  for (const tensor of graph.initializer ?? []) if (tensor.name && !stored.has(tensor.name)) stored.set(tensor.name, tensor);
-  for (const node of graph.node ?? []) {
-    if (node.opType !== 'Constant' || !isStandardDomain(node.domain)) continue;
-    const value = node.attribute?.find((a) => a.name === 'value')?.t;
-    const output = node.output?.[0];
-    if (value && output && !stored.has(output)) stored.set(output, value);
-  }
-  return stored;
-}
-
-function quote(text: string): string {
-  return JSON.stringify(text.length > 200 ? `${text.slice(0, 200)}…` : text);
-}
 
 /** The weight's value and the values its Transpose/Cast chains derive from it, with the node producing each. */
 interface WeightChains {
@@ -259,7 +247,7 @@ export function instrumentModel(model: onnx.IModelProto, plan: InstrumentPlan, o
   const originalNodes = (graph.node ?? []) as onnx.INodeProto[];
   const nodes = originalNodes.map((node) => onnx.NodeProto.create({ ...node, input: [...(node.input ?? [])] }));
   const readers = readersOf(nodes);
-  const stored = storedTensors(graph);
+  const stored = storedTensorProtos(graph);
   const names = new NameScope(graph);
   const elemTypes = inferElemTypes(graph);
   const dims = declaredDims(graph);
@@ -570,6 +558,12 @@ export function staticQuantParams(min: number, max: number, bits: number, symmet
   return { scale, zeroPoint: qmin - roundHalfEven(min / scale) };
 }
 
+/** A replacement computed in float32, as an override of a weight of ONNX element type `elemType` takes it. */
+export function weightOverride(values: Float32Array, elemType: number): WeightOverride {
+  if (elemType === DataType.DOUBLE) return Float64Array.from(values);
+  if (elemType === DataType.FLOAT16) return Uint16Array.from(values, floatToHalfBits);
+  return values;
+}
 
 /**
  * The control feeds for one configuration: switches, parameters and weight overrides (empty tensors for weights

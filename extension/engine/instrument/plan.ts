@@ -59,6 +59,21 @@ export function layerNodes(graph: onnx.IGraphProto): LayerNode[] {
   return found;
 }
 
+/**
+ * The activation points of the layer whose weight is `weight`: one per input tensor, read by that layer's nodes only
+ * (two layers reading one tensor get a point each, so each can be quantized alone).
+ */
+export function layerPoints(weight: string, nodes: readonly LayerNode[]): { tensor: string; consumers: number[] }[] {
+  const byTensor = new Map<string, number[]>();
+  for (const node of nodes) {
+    if (node.weight !== weight) continue;
+    const list = byTensor.get(node.activation);
+    if (list) list.push(node.nodeIndex);
+    else byTensor.set(node.activation, [node.nodeIndex]);
+  }
+  return [...byTensor].map(([tensor, consumers]) => ({ tensor, consumers }));
+}
+
 /** Every layer weight overridable and a point on every layer's activation input. */
 export function layerPlan(model: onnx.IModelProto, withRangeOutputs = false): InstrumentPlan {
   const layers = layerNodes(model.graph ?? {});

@@ -2,28 +2,13 @@
 // exporters sometimes put a Cast (int64 → int32) on the indices. Read-only; synthetic calibration draws such an input
 // from the table's rows, so every id it makes names a row the model has.
 import type { onnx } from 'onnx-proto';
-import { intValue as toNumber, isStandardDomain } from './protoValues';
+import { intValue as toNumber, isStandardDomain, storedTensorProtos } from './protoValues';
 
 export interface IndexedTable {
   /** The stored tensor (initializer or Constant output) gathered from. */
   table: string;
   /** Size of the gathered axis: the valid indices are 0 … rows − 1. */
   rows: number;
-}
-
-/** Dims of the main graph's stored tensors: initializers, then Constant nodes' `value` tensors. */
-function storedDims(graph: onnx.IGraphProto): Map<string, number[]> {
-  const dims = new Map<string, number[]>();
-  const add = (name: string | null | undefined, tensor: onnx.ITensorProto) => {
-    if (name && !dims.has(name)) dims.set(name, (tensor.dims ?? []).map(toNumber));
-  };
-  for (const tensor of graph.initializer ?? []) add(tensor.name, tensor);
-  for (const node of graph.node ?? []) {
-    if (node.opType !== 'Constant' || !isStandardDomain(node.domain)) continue;
-    const value = (node.attribute ?? []).find((a) => a.name === 'value' && a.t)?.t;
-    if (value) add(node.output?.[0], value);
-  }
-  return dims;
 }
 
 /**
@@ -37,13 +22,14 @@ export function tablesIndexedBy(graph: onnx.IGraphProto, input: string): Indexed
     const output = node.output?.[0];
     if (node.opType === 'Cast' && node.input?.[0] === input && output) indices.add(output);
   }
-  const stored = storedDims(graph);
+  const stored = storedTensorProtos(graph);
   const tables: IndexedTable[] = [];
   for (const node of nodes) {
     const [data, index] = node.input ?? [];
     if (node.opType !== 'Gather' || !index || !indices.has(index)) continue;
-    const dims = stored.get(data ?? '');
-    if (!dims) continue;
+    const tensor = stored.get(data ?? '');
+    if (!tensor) continue;
+    const dims = (tensor.dims ?? []).map(toNumber);
     const axisAttribute = toNumber((node.attribute ?? []).find((a) => a.name === 'axis')?.i);
     const axis = axisAttribute < 0 ? axisAttribute + dims.length : axisAttribute;
     const rows = dims[axis];

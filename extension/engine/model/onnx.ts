@@ -4,7 +4,7 @@ import * as fs from 'fs';
 import * as path from 'path';
 import { onnx } from 'onnx-proto';
 import type { Dim, DType, ModelSummary, ValueInfo } from '../../protocol/records';
-import { ModelError } from '../errors';
+import { ModelError, quote } from '../errors';
 import { SafeFolder, type ResolvedFile } from '../safePath';
 import { onnxLayers, type TensorInfo } from './layers';
 import {
@@ -22,11 +22,6 @@ import type { OpenedModel } from './types';
 
 /** protobuf messages cannot exceed 2 GiB; bigger models keep their weights in external data files. */
 const MAX_PROTO_BYTES = 2 ** 31 - 1;
-
-/** A model-supplied string, quoted and shortened for messages. */
-function quote(text: string): string {
-  return JSON.stringify(text.length > 200 ? `${text.slice(0, 200)}…` : text);
-}
 
 /** Reads and decodes an ONNX file. Tensor raw_data fields are views of the file's bytes. */
 export async function loadOnnxModel(filePath: string): Promise<onnx.ModelProto> {

@@ -4,7 +4,7 @@ import * as fs from 'fs';
 import * as path from 'path';
 import Ajv from 'ajv';
 import type { DType, ModelSummary } from '../../protocol/records';
-import { ModelError } from '../errors';
+import { ModelError, quote } from '../errors';
 import { checkpointLayers } from './layers';
 import { decodeToF32, fileAccessError, numElements, readByteRange } from './tensor';
 import type { OpenedModel } from './types';
@@ -58,11 +58,6 @@ const validateMetadata = ajv.compile<Record<string, string>>({
   type: 'object',
   additionalProperties: { type: 'string' },
 });
-
-/** A header-supplied string, quoted and shortened for messages. */
-function quote(text: string): string {
-  return JSON.stringify(text.length > 200 ? `${text.slice(0, 200)}…` : text);
-}
 
 /** One tensor of the header, validated: offsets are relative to the data region. */
 export interface SafetensorsEntry {

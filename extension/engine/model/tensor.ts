@@ -56,7 +56,7 @@ export function numElements(shape: readonly number[]): number {
   return n;
 }
 
-const LITTLE_ENDIAN_HOST = os.endianness() === 'LE';
+export const LITTLE_ENDIAN_HOST = os.endianness() === 'LE';
 
 let f16Table: Float32Array | undefined;
 

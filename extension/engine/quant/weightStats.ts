@@ -204,7 +204,7 @@ class TensorPass {
   }
 
   second(outlierSigma: number, nonFinite: NonFiniteCounts): WeightStats {
-    const { kernels, f64, n, layout, groupsPerChannel, bins } = this;
+    const { kernels, f32, f64, n, layout, groupsPerChannel, bins } = this;
     const min = f64[SLOT.min / 8];
     const max = f64[SLOT.max / 8];
     const shiftedSum = f64[SLOT.shiftedSum / 8];
@@ -216,7 +216,6 @@ class TensorPass {
     const outlierLimit = outlierSigma * Math.sqrt(firstVariance);
 
     const channels = layout.channels;
-    const { f32 } = this;
     const groupAbsMax = this.groupAbsMax / 4;
     const groupInverse = this.groupInverse / 8;
     const groupAbsSq = this.groupAbsSq / 8;

@@ -6,6 +6,7 @@ import * as path from 'path';
 import type { ActivationRange, AnalysisRun, AnalysisSettings, Metrics, SensitivityRow } from '../../protocol/analysis';
 import { isWeightSymmetric } from '../analysis/settings';
 import { ModelError } from '../errors';
+import { writeAtomically } from '../export/allocation';
 import { fileAccessError } from '../model/tensor';
 import { runSchemaProblem } from './schema';
 
@@ -33,16 +34,7 @@ export function quantlensVersion(): string {
 
 /** Writes the record beside its final name, then renames it into place: readers see the old file or the new one. */
 export function saveRun(file: string, run: AnalysisRun): void {
-  const target = path.resolve(file);
-  const temporary = `${target}.${process.pid}.tmp`;
-  try {
-    fs.mkdirSync(path.dirname(target), { recursive: true });
-    fs.writeFileSync(temporary, JSON.stringify(run));
-    fs.renameSync(temporary, target);
-  } catch (err) {
-    fs.rmSync(temporary, { force: true });
-    throw fileAccessError(target, err, 'run record');
-  }
+  writeAtomically(path.resolve(file), JSON.stringify(run), 'run record');
 }
 
 /** Checks that a parsed value is a run record; ModelError naming `file` otherwise. */
@@ -103,16 +95,7 @@ function csvNumber(value: number | null): string {
  * every output and metric tensor (`<name> mse`, …). Empty cells for missing or non-finite values.
  */
 export function runToCsv(run: AnalysisRun): string {
-  const keys: string[] = [];
-  const seen = new Set<string>();
-  for (const row of run.rows) {
-    for (const key of Object.keys(row.metrics)) {
-      if (!seen.has(key)) {
-        seen.add(key);
-        keys.push(key);
-      }
-    }
-  }
+  const keys = unionInOrder(run.rows.map((row) => Object.keys(row.metrics)));
   const header = ['unit', 'setting', 'timestep', 'mse', 'sqnr_db', 'cosine'];
   for (const key of keys) header.push(`${key} mse`, `${key} sqnr_db`, `${key} cosine`);
   const lines = [header.map(csvText).join(',')];

@@ -130,12 +130,18 @@ export function maxCostOf(problem: SearchProblem, budget: CostBudget): number {
   }
 }
 
+/** A total cost (problem units: stored bits or BOPs) in a budget kind's units: BOPs, MB, or average weight bits. */
+export function displayCost(problem: Pick<SearchProblem, 'costUnit' | 'totalParams'>, cost: number, kind: SearchBudget['kind'] | undefined): number {
+  if (problem.costUnit === 'bops') return cost;
+  if (kind === 'sizeMB') return cost / BITS_PER_MB;
+  return problem.totalParams > 0 ? cost / problem.totalParams : 0;
+}
+
 /** A total cost in the words of a budget kind: "4.31 average bits", "12.5 MB", "3.2e9 BOPs". */
 export function describeCost(problem: SearchProblem, cost: number, kind: SearchBudget['kind']): string {
-  const round = (value: number) => Number(value.toPrecision(4)).toString();
-  if (problem.costUnit === 'bops') return `${round(cost)} BOPs`;
-  if (kind === 'sizeMB') return `${round(cost / BITS_PER_MB)} MB`;
-  return `${round(problem.totalParams > 0 ? cost / problem.totalParams : 0)} average bits`;
+  const value = Number(displayCost(problem, cost, kind).toPrecision(4)).toString();
+  if (problem.costUnit === 'bops') return `${value} BOPs`;
+  return kind === 'sizeMB' ? `${value} MB` : `${value} average bits`;
 }
 
 /** Reads a budget as the CLI takes it: "5bits", "4.5 bits", "40MB", "2e9bops", "error<=0.01". */

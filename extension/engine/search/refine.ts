@@ -4,18 +4,17 @@
 // prediction says cost least — one unit (or tie set) a step up in bits, alone when the budget has room, or paired with
 // another a step down — measures each, and keeps a move only when the measured error falls. Every measured point is
 // reported; what the user is told is the measured number.
-import type { AllocationFile, LayerAllocation } from '../../protocol/allocation';
-import { FLOAT_WEIGHT_BITS } from '../../protocol/allocation';
+import type { AllocationFile } from '../../protocol/allocation';
 import type { AnalysisRun } from '../../protocol/analysis';
-import { FULL_PRECISION_OPTION, type Allocation, type SearchBudget, type SearchProblem, type SearchResult, type UnitChoice } from '../../protocol/search';
+import type { Allocation, SearchBudget, SearchProblem, SearchResult, UnitChoice } from '../../protocol/search';
 import { groupsOf } from '../analysis/plan';
 import { isWeightSymmetric } from '../analysis/settings';
 import { CancelledError } from '../errors';
-import { allocationFromSearch, rangeLabel } from '../export/allocation';
+import { allocationFromSearch, rangeLabel, rangeLayers, rangeTimesteps } from '../export/allocation';
 import { problemFromRun, problemsPerTimestepRange, type ProblemFromRunOptions } from './fromRun';
 import { buildItems, describeCost, type CostBudget } from './problem';
 import { search, type SolveOptions } from './solver';
-import { AllocationMeter, type MeasureRange, type MeasureSettings, type MeasuredAllocation } from './verify';
+import { AllocationMeter, noiseToSqnrDb, type MeasureRange, type MeasureSettings, type MeasuredAllocation } from './verify';
 
 /** One timestep range of a search: its problem, and the allocation being measured. */
 export interface RefineRange {
@@ -61,21 +60,6 @@ export interface RefineResult {
   allocations: Allocation[];
   measured: MeasuredAllocation;
   steps: RefineStep[];
-}
-
-/** The layers of a range as an allocation file lists them (allocationFromSearch's rule, for one allocation). */
-export function rangeLayers(problem: SearchProblem, allocation: Allocation): Record<string, LayerAllocation> {
-  const members = new Map(problem.units.map((unit) => [unit.name, unit.members ?? [unit.name]]));
-  const layers = new Map<string, LayerAllocation>();
-  for (const choice of allocation.choices) {
-    const float = choice.option === FULL_PRECISION_OPTION;
-    const bits: LayerAllocation = {
-      weightBits: float ? FLOAT_WEIGHT_BITS : Math.min(choice.weightBits, FLOAT_WEIGHT_BITS),
-      activationBits: float || choice.activationBits === null || choice.activationBits >= FLOAT_WEIGHT_BITS ? null : choice.activationBits,
-    };
-    for (const member of members.get(choice.unit) ?? [choice.unit]) layers.set(member, { ...bits });
-  }
-  return Object.fromEntries(layers);
 }
 
 function measureRange(range: Pick<RefineRange, 'label' | 'timesteps' | 'problem'>, allocation: Allocation): MeasureRange {
@@ -215,11 +199,7 @@ function combine(whole: MeasuredAllocation, r: number, part: MeasuredAllocation)
   // Pooled MSE weighs ranges by their runs; cosine has no exact pooling from the parts, so the run-weighted mean stands in.
   const mse = ranges.reduce((sum, range) => sum + range.mse * range.runs, 0) / runs;
   const cosine = ranges.reduce((sum, range) => sum + range.cosine * range.runs, 0) / runs;
-  return { output: whole.output, ranges, error, sqnrDb: ranges.length === 1 ? ranges[0].sqnrDb : sqnrOf(error), mse, cosine, runs };
-}
-
-function sqnrOf(error: number): number {
-  return error === 0 ? 200 : Math.min(200, Math.max(-200, -10 * Math.log10(error)));
+  return { output: whole.output, ranges, error, sqnrDb: ranges.length === 1 ? ranges[0].sqnrDb : noiseToSqnrDb(error), mse, cosine, runs };
 }
 
 // ---------------------------------------------------------------------------------------------------------------
@@ -352,7 +332,7 @@ export async function searchAndVerify(run: AnalysisRun, budget: SearchBudget, op
     };
     const problems = rangeCount > 1 ? problemsPerTimestepRange(run, fromRun, rangeCount) : [problemFromRun(run, fromRun)];
     const ranges: SearchedRangeResult[] = problems.map((problem) => {
-      const timesteps = problem.timesteps && problem.timesteps.some((t) => t !== null) ? problem.timesteps.filter((t): t is number => t !== null) : null;
+      const timesteps = rangeTimesteps(problem);
       return { label: rangeLabel(timesteps), timesteps, problem, result: search(problem, budget, options.solve) };
     });
     const refineRanges: RefineRange[] = ranges.map(({ label, timesteps, problem, result }) => ({
@@ -428,7 +408,6 @@ export async function searchAndVerify(run: AnalysisRun, budget: SearchBudget, op
   }
 }
 
-/** How the chosen point measures against the uniform allocations that fit the budget and the cheapest that do not. */
 /** An error target bounds each timestep range's error; measured, as the solver predicted it. */
 function meetsTarget(measured: MeasuredAllocation, maxError: number): boolean {
   return measured.ranges.every((range) => range.error <= maxError);
@@ -451,6 +430,7 @@ function targetNotes(problem: SearchProblem, maxError: number, chosen: MeasuredP
   return notes;
 }
 
+/** How the chosen point measures against the uniform allocations that fit the budget and the cheapest that do not. */
 function comparisonNotes(problem: SearchProblem, budget: CostBudget, chosen: MeasuredPoint, uniform: UniformBaseline[]): string[] {
   const notes: string[] = [];
   const ranges = chosen.allocations.length;

@@ -1,23 +1,17 @@
 // The search panel's report: searchAndVerify's result cut down to what the panel draws and saves (fronts, predicted
 // against measured, the allocation as layers × ranges of bits), with costs in the budget's own words. Pure.
-import type { AllocationFile } from '../../protocol/allocation';
+import { FLOAT_WEIGHT_BITS, type AllocationFile } from '../../protocol/allocation';
 import type { SearchBudget, SearchProblem } from '../../protocol/search';
 import { SEARCH_REPORT_SCHEMA, type ReportMeasured, type SearchReport, type SearchReportStep } from '../../protocol/searchPanel';
+import { displayCost } from './problem';
 import type { MeasuredPoint, RefineStep, SearchVerifyResult } from './refine';
 
-const BITS_PER_MB = 8e6;
+export { displayCost };
 
-/** What the cost axis means for a problem and budget. */
+/** What the cost axis (displayCost's units) means for a problem and budget. */
 export function costLabel(problem: Pick<SearchProblem, 'costUnit'>, kind: SearchBudget['kind'] | undefined): string {
   if (problem.costUnit === 'bops') return 'BOPs';
   return kind === 'sizeMB' ? 'MB' : 'average weight bits';
-}
-
-/** A total cost (problem units: stored bits or BOPs) in the words of costLabel. */
-export function displayCost(problem: Pick<SearchProblem, 'costUnit' | 'totalParams'>, cost: number, kind: SearchBudget['kind'] | undefined): number {
-  if (problem.costUnit === 'bops') return cost;
-  if (kind === 'sizeMB') return cost / BITS_PER_MB;
-  return problem.totalParams > 0 ? cost / problem.totalParams : 0;
 }
 
 /** JSON turns non-finite numbers into null; say so in the type. */
@@ -56,7 +50,7 @@ export function allocationGrid(allocation: Pick<AllocationFile, 'ranges'>): Pick
   }
   const cell = (name: string, r: number) => (Object.prototype.hasOwnProperty.call(allocation.ranges[r]!.layers, name) ? allocation.ranges[r]!.layers[name] : undefined);
   // A layer a range does not list stays in floating point.
-  const bits = layers.map((name) => allocation.ranges.map((_, r) => cell(name, r)?.weightBits ?? 16));
+  const bits = layers.map((name) => allocation.ranges.map((_, r) => cell(name, r)?.weightBits ?? FLOAT_WEIGHT_BITS));
   const activationBits = layers.map((name) => allocation.ranges.map((_, r) => cell(name, r)?.activationBits ?? null));
   const anyActivations = activationBits.some((row) => row.some((b) => b !== null));
   return { layers, rangeLabels: allocation.ranges.map((range) => range.label), bits, ...(anyActivations ? { activationBits } : {}) };

@@ -14,39 +14,40 @@ import type { AllocationFile, AllocationGranularity, AllocationRange } from '../
 import { FLOAT_WEIGHT_BITS } from '../../protocol/allocation';
 import type { Metrics } from '../../protocol/analysis';
 import type { LayerInfo } from '../../protocol/records';
+import { calibratedRange, calibratePoints, type PointRange } from '../analysis/calibrate';
 import { MetricSums } from '../analysis/metrics';
 import { DEFAULT_PERCENTILE } from '../analysis/settings';
 import { graphIntRanges, loadCalibration, withTimestep, type CalibrationSet, type CalibrationSpec } from '../calib';
-import { floatToHalfBits } from '../calib/ndarray';
 import { toOrtFeeds } from '../calib/ortFeeds';
 import { CancelledError, ModelError } from '../errors';
-import { allocationLayerNames, allocationWeightSymmetric } from '../export/allocation';
-import { DataType } from '../instrument/graph';
+import { allocationLayerNames, allocationWeightSymmetric, quantGranularity } from '../export/allocation';
 import {
+  FEEDABLE_WEIGHT_DTYPES,
   encodeModel,
   instrumentFeeds,
   instrumentModel,
   staticQuantParams,
+  weightOverride,
   type ActivationPointSpec,
   type ActivationQuant,
   type InstrumentedModel,
   type InstrumentedPoint,
   type WeightOverride,
 } from '../instrument/instrument';
-import { layerNodes, placedPoints, pointKey } from '../instrument/plan';
-import { concatFloat32, createSession, floatOutput, ortTensors, quantile } from '../ortSession';
+import { layerNodes, layerPoints, placedPoints, pointKey } from '../instrument/plan';
+import { createSession, floatOutput, ortTensors } from '../ortSession';
 import { loadOnnxModel } from '../model/onnx';
 import { openModel } from '../model/open';
 import type { OpenedModel } from '../model/types';
-import { quantizeWeight, sqnrFromEnergies, type Granularity } from '../quant/weightQuant';
+import { quantizeWeight, sqnrFromEnergies } from '../quant/weightQuant';
 
-/** How an allocation is measured: the calibration inputs and the quantizers the sensitivity run used. */
 /** A float output copied out of onnxruntime's buffer as float32 (kept across runs). */
 function floatCopy(value: ort.OnnxValue | undefined): Float32Array | undefined {
   const data = floatOutput(value);
   return data && Float32Array.from(data);
 }
 
+/** How an allocation is measured: the calibration inputs and the quantizers the sensitivity run used. */
 export interface MeasureSettings {
   /** With `timestep`, ranges whose timesteps are null are measured at every one of its values. */
   calibration: CalibrationSpec;
@@ -98,8 +99,6 @@ export interface MeasuredAllocation extends MeasuredMetrics {
   ranges: MeasuredRange[];
 }
 
-/** Weight element types an override can be fed as. */
-const FEEDABLE_DTYPES: ReadonlySet<string> = new Set(['F32', 'F16', 'F64']);
 /** Quantized weight copies kept between measurements; past this the cache starts over. */
 const WEIGHT_CACHE_BYTES = 512 * 2 ** 20;
 
@@ -113,14 +112,6 @@ interface MeteredLayer {
   points: { sweep: InstrumentedPoint; calib?: InstrumentedPoint }[];
 }
 
-/** Calibrated range of a point at one timestep. */
-interface PointRange {
-  min: number;
-  max: number;
-  /** The percentile's range (symmetric: ±|x|_p; asymmetric: [x_(100−p), x_p]), when the mode uses one. */
-  percentile?: { abs: number; low: number; high: number };
-}
-
 /** Per timestep (null: no timestep): the feeds, the reference outputs, and the calibrated ranges. */
 interface TimestepData {
   feeds: Feeds[];
@@ -128,20 +119,11 @@ interface TimestepData {
   ranges?: PointRange[];
 }
 
-function toGranularity(granularity: AllocationGranularity): Granularity {
-  return granularity === 'channel' ? { kind: 'channel' } : { kind: 'group', size: granularity.group };
-}
-
 function granularityKey(granularity: AllocationGranularity): string {
   return granularity === 'channel' ? 'channel' : `group${granularity.group}`;
 }
 
 const quote = (text: string) => JSON.stringify(text.length > 200 ? `${text.slice(0, 200)}…` : text);
-
-function noiseOf(sums: { signal: number; noise: number }): number {
-  if (sums.noise === 0) return 0;
-  return sums.signal === 0 ? Infinity : sums.noise / sums.signal;
-}
 
 /** −10·log10 of a relative noise power, within the ±200 dB that SQNRs are reported in. */
 export function noiseToSqnrDb(error: number): number {
@@ -206,13 +188,11 @@ export class AllocationMeter {
     const allSpecs = new Map<string, ActivationPointSpec>();
     const names = allocationLayerNames(opened.layers);
     for (const [name, layer] of names) {
-      const byTensor = new Map<string, number[]>();
-      for (const node of nodes.filter((n) => n.weight === layer.weight)) byTensor.set(node.activation, [...(byTensor.get(node.activation) ?? []), node.nodeIndex]);
-      const specs = [...byTensor].map(([tensor, consumers]) => ({ tensor, consumers }));
+      const specs = layerPoints(layer.weight, nodes);
       specsOf.set(name, specs);
       for (const spec of specs) allSpecs.set(pointKey(spec), spec);
     }
-    const feedable = [...new Set(opened.layers.filter((l) => FEEDABLE_DTYPES.has(l.dtype)).map((l) => l.weight))];
+    const feedable = [...new Set(opened.layers.filter((l) => FEEDABLE_WEIGHT_DTYPES.has(l.dtype)).map((l) => l.weight))];
     const specs = options.activations ? [...allSpecs.values()] : [];
     const file = { file: modelFile };
     const sweepInst = instrumentModel(model, { weights: feedable, activationPoints: specs }, file);
@@ -270,24 +250,18 @@ export class AllocationMeter {
       for (const timestep of timesteps) {
         const data = await this.timestepData(timestep, options.signal);
         const control = ortTensors(instrumentFeeds(this.sweepInst, await this.config(range, label, data)));
-        const sums = { signal: 0, noise: 0 };
+        const sums = new MetricSums();
         for (let s = 0; s < data.feeds.length; s++) {
           if (options.signal?.aborted) throw new CancelledError();
           options.onProgress?.({ done, total, message: `measuring ${label}` });
           const out = await this.session.run({ ...data.feeds[s], ...control });
-          const approx = floatCopy(out[this.output]) as Float32Array;
-          const reference = data.references[s];
-          pooled.add(reference, approx);
-          overall.add(reference, approx);
-          for (let i = 0; i < reference.length; i++) {
-            const e = reference[i] - approx[i];
-            sums.signal += reference[i] * reference[i];
-            sums.noise += e * e;
-          }
+          sums.add(data.references[s], floatCopy(out[this.output]) as Float32Array);
           done++;
         }
-        perTimestep.push({ timestep, error: noiseOf(sums) });
+        perTimestep.push({ timestep, error: sums.relativeNoise() });
+        pooled.addSums(sums);
       }
+      overall.addSums(pooled);
       const error = perTimestep.reduce((sum, t) => sum + t.error, 0) / perTimestep.length;
       measured.push({ label, timesteps, perTimestep, ...this.summarize(error, pooled.result(), timesteps.length * this.calibration.samples.length) });
     }
@@ -358,11 +332,7 @@ export class AllocationMeter {
     if (mode === 'dynamic-token') return { mode: 'dynamic', bits, symmetric };
     const range = point.calib && data.ranges ? data.ranges[point.calib.index] : undefined;
     if (!range) throw new ModelError(this.modelFile, `layer ${quote(layer)}: its input ${quote(point.sweep.tensor)} has no calibrated range`);
-    let [min, max] = [range.min, range.max];
-    if (mode === 'static-percentile' && range.percentile) [min, max] = symmetric ? [-range.percentile.abs, range.percentile.abs] : [range.percentile.low, range.percentile.high];
-    if (!Number.isFinite(min) || !Number.isFinite(max)) {
-      throw new ModelError(this.modelFile, `the calibrated range of ${quote(point.sweep.tensor)} is not finite ([${min}, ${max}]): static scales need finite activations`);
-    }
+    const { min, max } = calibratedRange(range, this.settings.activation, this.modelFile, quote(point.sweep.tensor));
     return { mode: 'static', bits, symmetric, ...staticQuantParams(min, max, bits, symmetric) };
   }
 
@@ -372,10 +342,8 @@ export class AllocationMeter {
     const known = this.weightCache.get(key);
     if (known) return known;
     const symmetric = this.settings.weightSymmetric ?? true;
-    const quantized = quantizeWeight(await this.opened.readTensorF32(layer.weight), layer.shape, layer.channelAxis, bits, toGranularity(granularity), symmetric);
-    let data: WeightOverride = quantized;
-    if (elemType === DataType.DOUBLE) data = Float64Array.from(quantized);
-    else if (elemType === DataType.FLOAT16) data = Uint16Array.from(quantized, floatToHalfBits);
+    const quantized = quantizeWeight(await this.opened.readTensorF32(layer.weight), layer.shape, layer.channelAxis, bits, quantGranularity(granularity), symmetric);
+    const data = weightOverride(quantized, elemType);
     if (this.weightCacheBytes + data.byteLength > WEIGHT_CACHE_BYTES) {
       this.weightCache.clear();
       this.weightCacheBytes = 0;
@@ -408,30 +376,10 @@ export class AllocationMeter {
   private async calibrate(feeds: Feeds[], signal: AbortSignal | undefined): Promise<PointRange[]> {
     const inst = this.calibInst as InstrumentedModel;
     this.calibSession ??= await createSession(encodeModel(inst.model), this.modelFile, 'model instrumented for calibration', this.settings);
-    const off = ortTensors(instrumentFeeds(inst));
-    const ranges: PointRange[] = inst.points.map(() => ({ min: Infinity, max: -Infinity }));
-    const collected: Float32Array[][] = inst.points.map(() => []);
-    for (const sample of feeds) {
+    const { mode, percentile } = this.settings.activation;
+    return calibratePoints(this.calibSession, inst, feeds, mode === 'static-percentile' ? [percentile ?? DEFAULT_PERCENTILE] : [], () => {
       if (signal?.aborted) throw new CancelledError();
-      const out = await this.calibSession.run({ ...sample, ...off });
-      for (const point of inst.points) {
-        const outputs = point.rangeOutputs as { min: string; max: string };
-        const range = ranges[point.index];
-        range.min = Math.min(range.min, Number((floatCopy(out[outputs.min]) as Float32Array)[0]));
-        range.max = Math.max(range.max, Number((floatCopy(out[outputs.max]) as Float32Array)[0]));
-        if (point.tensorOutput) collected[point.index].push(floatCopy(out[point.tensorOutput]) ?? new Float32Array(0));
-      }
-    }
-    if (this.settings.activation.mode === 'static-percentile') {
-      const p = (this.settings.activation.percentile ?? DEFAULT_PERCENTILE) / 100;
-      for (const point of inst.points) {
-        const values = concatFloat32(collected[point.index]);
-        const sorted = values.slice().sort();
-        const magnitudes = values.map(Math.abs).sort();
-        ranges[point.index].percentile = { abs: quantile(magnitudes, p), low: quantile(sorted, 1 - p), high: quantile(sorted, p) };
-      }
-    }
-    return ranges;
+    });
   }
 }
 

@@ -9,9 +9,10 @@ import { loadRun, runToCsv } from '../../engine/runs/records';
 import type { AnalysisRun } from '../../protocol/analysis';
 import type { AnalysisForm } from '../../protocol/analysisPanel';
 import type { ModelSummary } from '../../protocol/records';
+import type { AnalysisRunState } from '../../protocol/testApi';
 import type { EngineHost } from '../engineHost';
 import type { Inspection } from '../inspection';
-import { INSPECTOR_VIEW_TYPE, type InspectorProvider } from '../inspector/inspectorProvider';
+import { INSPECTOR_VIEW_TYPE, isInspectorTab, type InspectorProvider } from '../inspector/inspectorProvider';
 import { REVEAL_LAYER_COMMAND } from '../layersView/layersView';
 import { freshPath } from '../freshPath';
 import { requireTrust } from '../trust';
@@ -19,21 +20,12 @@ import { fromWalkthrough, reachedMilestone } from '../walkthrough';
 import { OpenPanels } from '../webview/replayPanel';
 import { AnalysisPanel, ANALYSIS_VIEW_TYPE, type AnalysisRendered, type PanelHost } from './analysisPanel';
 import { RunSession } from './runSession';
-import { analysisSettings, applyOverrides, formFromConfig, formProblem, recordFileName, type AnalysisConfig } from './settings';
+import { analysisSettings, applyOverrides, formFromConfig, recordFileName, type AnalysisConfig } from './settings';
 
 export const ANALYZE_SENSITIVITY_COMMAND = 'quantlens.analyzeSensitivity';
 export const OPEN_RUN_COMMAND = 'quantlens.openRun';
 /** Where runs are saved, relative to the workspace folder (or the model's folder outside a workspace). */
 export const RUNS_FOLDER = path.join('.quantlens', 'runs');
-
-/** What the last run and the panels reported: read by the integration tests through the extension's API. */
-export interface AnalysisRunState {
-  recordPath: string;
-  status: AnalysisRun['status'];
-  rows: number;
-  total: number | undefined;
-  message?: string;
-}
 
 export class AnalysisFeature implements PanelHost, vscode.Disposable {
   private readonly panels = new OpenPanels<AnalysisPanel, AnalysisRendered>();
@@ -244,12 +236,9 @@ export class AnalysisFeature implements PanelHost, vscode.Disposable {
   private async startRun(panel: AnalysisPanel, form: AnalysisForm): Promise<string> {
     const model = panel.modelPath;
     if (!model) throw new Error('this panel has no model to analyze');
-    const problem = formProblem(form);
-    if (problem) throw new Error(problem);
-    const modelUri = vscode.Uri.file(model);
-    const folder = vscode.workspace.getWorkspaceFolder(modelUri)?.uri.fsPath ?? vscode.workspace.workspaceFolders?.[0]?.uri.fsPath;
-    const baseDir = folder ?? path.dirname(model);
-    const config = analysisConfig(modelUri);
+    const baseDir = outputBase(model);
+    const config = analysisConfig(vscode.Uri.file(model));
+    // Refuses a form that formProblem refuses, before anything is written.
     const settings = analysisSettings(form, { model, baseDir, executionProvider: config.executionProvider, groups: config.groups });
     const runsDir = path.join(baseDir, RUNS_FOLDER);
     await fs.mkdir(runsDir, { recursive: true });
@@ -334,6 +323,12 @@ export class AnalysisFeature implements PanelHost, vscode.Disposable {
   }
 }
 
+/** The workspace folder holding `file`, else the first one, else the file's folder: runs and searches are saved under it. */
+export function outputBase(file: string): string {
+  const folder = vscode.workspace.getWorkspaceFolder(vscode.Uri.file(file)) ?? vscode.workspace.workspaceFolders?.[0];
+  return folder?.uri.fsPath ?? path.dirname(file);
+}
+
 function analysisConfig(scope: vscode.Uri): AnalysisConfig {
   const config = vscode.workspace.getConfiguration('quantlens.analysis', scope);
   const keys: (keyof AnalysisConfig)[] = [
@@ -360,14 +355,12 @@ function summaryOf(inspection: Inspection): Promise<ModelSummary | string> {
 /** The active tab when it is an inspector. */
 function activeInspectorTab(): vscode.TabInputCustom | undefined {
   const input = vscode.window.tabGroups.activeTabGroup.activeTab?.input;
-  return input instanceof vscode.TabInputCustom && input.viewType === INSPECTOR_VIEW_TYPE ? input : undefined;
+  return isInspectorTab(input) ? input : undefined;
 }
 
 /** The inspector shown in some editor group when it is the only one (e.g. beside the walkthrough). */
 function onlyVisibleInspectorTab(): vscode.TabInputCustom | undefined {
-  const shown = vscode.window.tabGroups.all
-    .map((group) => group.activeTab?.input)
-    .filter((input): input is vscode.TabInputCustom => input instanceof vscode.TabInputCustom && input.viewType === INSPECTOR_VIEW_TYPE);
+  const shown = vscode.window.tabGroups.all.map((group) => group.activeTab?.input).filter(isInspectorTab);
   return shown.length === 1 ? shown[0] : undefined;
 }
 
@@ -375,9 +368,7 @@ function onlyVisibleInspectorTab(): vscode.TabInputCustom | undefined {
 function inspectorColumn(uri: vscode.Uri, panelColumn: vscode.ViewColumn | undefined): vscode.ViewColumn {
   for (const group of vscode.window.tabGroups.all) {
     if (group.viewColumn === panelColumn) continue;
-    const shows = group.tabs.some(
-      (tab) => tab.input instanceof vscode.TabInputCustom && tab.input.viewType === INSPECTOR_VIEW_TYPE && tab.input.uri.fsPath === uri.fsPath,
-    );
+    const shows = group.tabs.some((tab) => isInspectorTab(tab.input) && tab.input.uri.fsPath === uri.fsPath);
     if (shows) return group.viewColumn;
   }
   return vscode.ViewColumn.Beside;

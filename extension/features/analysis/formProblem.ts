@@ -5,7 +5,7 @@ import type { AnalysisForm } from '../../protocol/analysisPanel';
 /** The largest diffusion timestep the form spaces timesteps over (DDPM's 1,000 steps). */
 export const MAX_TIMESTEP = 999;
 
-const isInt = (x: unknown): x is number => typeof x === 'number' && Number.isInteger(x);
+export const isInt = (x: unknown): x is number => typeof x === 'number' && Number.isInteger(x);
 
 /** Why the form cannot start a run, or undefined when it can. */
 export function formProblem(form: AnalysisForm): string | undefined {

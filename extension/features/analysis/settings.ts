@@ -1,18 +1,17 @@
 // From the extension's settings to the launch form, and from the form to the engine's AnalysisSettings. No vscode
 // import: the host passes the configuration values in, and the unit tests call these directly.
 import * as path from 'path';
-import { quantSettings } from '../../engine/analysis/settings';
+import { ACTIVATION_MODES, quantSettings } from '../../engine/analysis/settings';
 import { detectTimestepInput, evenlySpacedTimesteps } from '../../engine/calib/timestep';
 import type { ActivationMode, AnalysisSettings, LayerGroupSpec } from '../../protocol/analysis';
 import type { AnalysisForm } from '../../protocol/analysisPanel';
 import type { ValueInfo } from '../../protocol/records';
-import { formProblem, MAX_TIMESTEP } from './formProblem';
+import { formProblem, isInt, MAX_TIMESTEP } from './formProblem';
 
 export { formProblem, MAX_TIMESTEP };
 
 const MIN_BITS = 2;
 const MAX_BITS = 16;
-const MODES: readonly ActivationMode[] = ['dynamic-token', 'static-minmax', 'static-percentile'];
 
 /** `quantlens.analysis.*` as the configuration returns it: user-edited JSON, so every field is checked. */
 export interface AnalysisConfig {
@@ -47,8 +46,6 @@ export const FORM_DEFAULTS: AnalysisForm = {
   extraActivationTensors: [],
   dims: {},
 };
-
-const isInt = (x: unknown): x is number => typeof x === 'number' && Number.isInteger(x);
 
 function bitsList(value: unknown, fallback: number[]): number[] {
   if (!Array.isArray(value)) return fallback;
@@ -86,7 +83,7 @@ export function formFromConfig(config: AnalysisConfig, inputs: readonly ValueInf
   const form: AnalysisForm = {
     weightBits: bitsList(config.weightBits, FORM_DEFAULTS.weightBits),
     activationBits: bitsList(config.activationBits, FORM_DEFAULTS.activationBits),
-    activationMode: MODES.includes(config.activationMode as ActivationMode) ? (config.activationMode as ActivationMode) : FORM_DEFAULTS.activationMode,
+    activationMode: ACTIVATION_MODES.includes(config.activationMode as ActivationMode) ? (config.activationMode as ActivationMode) : FORM_DEFAULTS.activationMode,
     combine: config.combine === true,
     groupSize: intIn(config.groupSize, 0, 1 << 20, FORM_DEFAULTS.groupSize),
     weightSymmetric: config.weightSymmetric !== false,
@@ -118,7 +115,7 @@ export function applyOverrides(base: AnalysisForm, overrides: unknown): Analysis
         form[key] = bitsList(value, []);
         break;
       case 'activationMode':
-        if (!MODES.includes(value as ActivationMode)) throw bad();
+        if (!ACTIVATION_MODES.includes(value as ActivationMode)) throw bad();
         form.activationMode = value as ActivationMode;
         break;
       case 'combine':

@@ -12,6 +12,11 @@ import { setUpWebview } from '../webview/setup';
 
 export const INSPECTOR_VIEW_TYPE = 'quantlens.inspector';
 
+/** Whether a tab (its input) is an inspector, of any model. */
+export function isInspectorTab(input: unknown): input is vscode.TabInputCustom {
+  return input instanceof vscode.TabInputCustom && input.viewType === INSPECTOR_VIEW_TYPE;
+}
+
 /** A file being written changes several times in a row: inspect it again once it has been quiet this long. */
 const RELOAD_QUIET_MS = 500;
 
@@ -157,7 +162,7 @@ export class InspectorProvider implements vscode.CustomReadonlyEditorProvider<In
   /** The active tab can be newer than the last view-state event (right after vscode.openWith, say). */
   private editorInActiveTab(): InspectorEditor | undefined {
     const input = vscode.window.tabGroups.activeTabGroup.activeTab?.input;
-    if (!(input instanceof vscode.TabInputCustom) || input.viewType !== INSPECTOR_VIEW_TYPE) return undefined;
+    if (!isInspectorTab(input)) return undefined;
     const editors = [...this.editors].filter((e) => e.document.uri.toString() === input.uri.toString());
     return editors.find((e) => e.panel.active) ?? editors.find((e) => e === this.active) ?? editors[0];
   }

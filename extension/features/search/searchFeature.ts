@@ -10,9 +10,9 @@ import { reportPathFor, reportProblem } from '../../engine/search/report';
 import { loadRun } from '../../engine/runs/records';
 import type { AnalysisRun } from '../../protocol/analysis';
 import type { SearchForm, SearchReport } from '../../protocol/searchPanel';
-import type { SearchRendered } from '../../protocol/testApi';
+import type { SearchRendered, SearchState } from '../../protocol/testApi';
 import type { EngineHost } from '../engineHost';
-import { RUNS_FOLDER } from '../analysis/analysisFeature';
+import { outputBase, RUNS_FOLDER } from '../analysis/analysisFeature';
 import { freshPath } from '../freshPath';
 import { requireTrust } from '../trust';
 import { fromWalkthrough, reachedMilestone } from '../walkthrough';
@@ -27,7 +27,7 @@ export const SEARCH_FOLDER = path.join('.quantlens', 'search');
 export class SearchFeature implements SearchPanelHost, vscode.Disposable {
   private readonly panels = new OpenPanels<SearchPanel, SearchRendered>();
   private lastAllocation: string | undefined;
-  private lastState: { status: 'running' | 'complete' | 'cancelled' | 'failed'; message?: string } | undefined;
+  private lastState: SearchState | undefined;
 
   constructor(
     private readonly extensionUri: vscode.Uri,
@@ -57,7 +57,7 @@ export class SearchFeature implements SearchPanelHost, vscode.Disposable {
     return this.lastAllocation;
   }
 
-  lastSearchState(): { status: 'running' | 'complete' | 'cancelled' | 'failed'; message?: string } | undefined {
+  lastSearchState(): SearchState | undefined {
     return this.lastState;
   }
 
@@ -207,8 +207,7 @@ export class SearchFeature implements SearchPanelHost, vscode.Disposable {
   }
 
   private async startSearch(panel: SearchPanel, form: SearchForm, content: SearchFormContent, run: AnalysisRun): Promise<string> {
-    const folder = vscode.workspace.getWorkspaceFolder(vscode.Uri.file(content.runPath))?.uri.fsPath ?? vscode.workspace.workspaceFolders?.[0]?.uri.fsPath;
-    const dir = path.join(folder ?? path.dirname(content.runPath), SEARCH_FOLDER);
+    const dir = path.join(outputBase(content.runPath), SEARCH_FOLDER);
     await fs.mkdir(dir, { recursive: true });
     const stamp = new Date().toISOString().replace(/[-:]/g, '').replace('T', '-').slice(0, 15);
     const base = `${path.basename(content.runPath).replace(/\.json$/i, '')}-${budgetLabel(form)}-${stamp}`;

@@ -16,9 +16,19 @@ import {
   writeFileAtomic,
   type AnalysisFormRequest,
   type AnalysisPanelRequest,
-  type HarnessInfo,
 } from '../fixtures';
-import { closeAllEditors, expectedOnnxLayers, fixture, quantLensApi, VIEW_TYPE, waitFor, waitForRender, workspaceRoot } from './helpers';
+import {
+  closeAllEditors,
+  expectedOnnxLayers,
+  fixture,
+  harnessWatching,
+  quantLensApi,
+  runEnded,
+  VIEW_TYPE,
+  waitFor,
+  waitForRender,
+  workspaceRoot,
+} from './helpers';
 
 const ANALYSIS_VIEW_TYPE = 'quantlens.analysis';
 const TIMESTEPS = [999, 0];
@@ -33,24 +43,6 @@ function analysisTab(): { tab: vscode.Tab; group: vscode.TabGroup } | undefined 
     }
   }
   return undefined;
-}
-
-/** The state of the newest run other than `before`, once it is no longer running. */
-function runEnded(api: QuantLensApi, before: string | undefined) {
-  return waitFor(
-    'the analysis to end',
-    () => {
-      const s = api.lastRunState();
-      return s && s.recordPath !== before && s.status !== 'running' ? s : undefined;
-    },
-    () => JSON.stringify(api.lastRunState()),
-    180_000,
-  );
-}
-
-function harnessWatching(): boolean {
-  const file = exchangePath(workspaceRoot(), EXCHANGE.harness);
-  return fs.existsSync(file) && (JSON.parse(fs.readFileSync(file, 'utf8')) as HarnessInfo).screenshot === true;
 }
 
 suite('Sensitivity analysis', () => {
@@ -99,15 +91,7 @@ suite('Sensitivity analysis', () => {
     assert.equal(path.dirname(recordPath), path.join(workspaceRoot(), '.quantlens', 'runs'));
     assert.match(path.basename(recordPath), /^dit-sample-\d{8}-\d{6}\.json$/);
 
-    const state = await waitFor(
-      'the analysis to end',
-      () => {
-        const s = api.lastRunState();
-        return s && s.status !== 'running' ? s : undefined;
-      },
-      () => JSON.stringify(api.lastRunState()),
-      180_000,
-    );
+    const state = await runEnded(api, (file) => file === recordPath);
     assert.equal(state.status, 'complete', state.message);
     const cells = (layers.length + 1) * SETTINGS.length * TIMESTEPS.length;
     assert.equal(state.rows, cells);
@@ -196,7 +180,7 @@ suite('Sensitivity analysis', () => {
     };
     writeFileAtomic(exchangePath(workspaceRoot(), EXCHANGE.readyForAnalysisForm), JSON.stringify(request));
     await waitFor('the harness to click Analyze Sensitivity, check the form and click Start', () => (fs.existsSync(exchangePath(workspaceRoot(), EXCHANGE.analysisFormDone)) ? true : undefined), undefined, 120_000);
-    const state = await runEnded(api, before);
+    const state = await runEnded(api, (file) => file !== before);
     assert.equal(state.status, 'complete', state.message);
     assert.equal(state.rows, (layers.length + 1) * SETTINGS.length * TIMESTEPS.length);
     assert.deepEqual(await waitForFullRender('the heatmap of the run started from the form'), fullRender());
@@ -211,7 +195,7 @@ suite('Sensitivity analysis', () => {
     let before = api.lastRunPath();
     const options = { weightBits: [], activationBits: [4, 8], samples: 1, timestepCount: 1 };
     await vscode.commands.executeCommand('quantlens.analyzeSensitivity', sample(), { ...options, extraActivationTensors: kv });
-    const state = await runEnded(api, before);
+    const state = await runEnded(api, (file) => file !== before);
     assert.equal(state.status, 'complete', state.message);
     const run = JSON.parse(fs.readFileSync(state.recordPath, 'utf8')) as AnalysisRun;
     assert.deepEqual(run.settings.extraActivationTensors, kv);
@@ -224,7 +208,7 @@ suite('Sensitivity analysis', () => {
 
     before = api.lastRunPath();
     await vscode.commands.executeCommand('quantlens.analyzeSensitivity', sample(), { ...options, extraActivationTensors: ['blocks.0.attn/no_such_tensor'] });
-    const refused = await runEnded(api, before);
+    const refused = await runEnded(api, (file) => file !== before);
     assert.equal(refused.status, 'failed');
     assert.match(refused.message ?? '', /dit-sample\.onnx.*no tensor named "blocks\.0\.attn\/no_such_tensor"/);
   });
@@ -246,7 +230,7 @@ suite('Sensitivity analysis', () => {
 
     let before = api.lastRunPath();
     await vscode.commands.executeCommand('quantlens.analyzeSensitivity', llm, { ...options, dims: { seq: 8 } });
-    const state = await runEnded(api, before);
+    const state = await runEnded(api, (file) => file !== before);
     assert.equal(state.status, 'complete', state.message);
     const run = JSON.parse(fs.readFileSync(state.recordPath, 'utf8')) as AnalysisRun;
     assert.deepEqual(run.settings.calibration.dims, { seq: 8 });
@@ -260,7 +244,7 @@ suite('Sensitivity analysis', () => {
 
     before = api.lastRunPath();
     await vscode.commands.executeCommand('quantlens.analyzeSensitivity', llm, options);
-    const refused = await runEnded(api, before);
+    const refused = await runEnded(api, (file) => file !== before);
     assert.equal(refused.status, 'failed');
     assert.match(refused.message ?? '', /llm-sample\.onnx.*symbolic dim "seq".*quantlens\.analysis\.dims \(editor\) or --dims \(CLI\)/);
   });

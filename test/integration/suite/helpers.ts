@@ -3,7 +3,8 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { onnx } from 'onnx-proto';
 import * as vscode from 'vscode';
-import type { InspectorRendered, QuantLensApi } from '../../../extension/protocol/testApi';
+import type { AnalysisRunState, InspectorRendered, QuantLensApi } from '../../../extension/protocol/testApi';
+import { EXCHANGE, exchangePath, type HarnessInfo } from '../fixtures';
 
 export const EXTENSION_ID = 'quantlens.quantlens';
 export const VIEW_TYPE = 'quantlens.inspector';
@@ -45,6 +46,25 @@ export async function waitFor<T>(
     if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs / 1000} s waiting for ${what}; last seen: ${lastSeen()}`);
     await sleep(100);
   }
+}
+
+/** Whether a browser harness watches this run (code-server): the e2e tests hold still for its checks and screenshots. */
+export function harnessWatching(): boolean {
+  const file = exchangePath(workspaceRoot(), EXCHANGE.harness);
+  return fs.existsSync(file) && (JSON.parse(fs.readFileSync(file, 'utf8')) as HarnessInfo).screenshot === true;
+}
+
+/** The state of the newest analysis run whose record path `isThisRun` accepts, once it is no longer running. */
+export function runEnded(api: QuantLensApi, isThisRun: (recordPath: string) => boolean): Promise<AnalysisRunState> {
+  return waitFor(
+    'the analysis to end',
+    () => {
+      const s = api.lastRunState();
+      return s && isThisRun(s.recordPath) && s.status !== 'running' ? s : undefined;
+    },
+    () => JSON.stringify(api.lastRunState()),
+    180_000,
+  );
 }
 
 /** Waits until the inspector for `file` reported a table render that satisfies `accept`. */
@@ -123,12 +143,15 @@ export function expectedOnnxLayers(file: string): string[] {
   return names;
 }
 
-/** Names of the checkpoint's tensors of rank ≥ 2, read straight from its safetensors header. */
-export function expectedCheckpointLayers(file: string): string[] {
+/** The shape of each tensor of a safetensors checkpoint, in file order, read straight from its header. */
+export function checkpointShapes(file: string): Map<string, number[]> {
   const bytes = fs.readFileSync(file);
   const headerLength = Number(bytes.readBigUInt64LE(0));
   const header = JSON.parse(bytes.subarray(8, 8 + headerLength).toString('utf8')) as Record<string, { shape?: number[] }>;
-  return Object.entries(header)
-    .filter(([name, entry]) => name !== '__metadata__' && (entry.shape?.length ?? 0) >= 2)
-    .map(([name]) => name);
+  return new Map(Object.entries(header).flatMap(([name, entry]) => (name !== '__metadata__' && entry.shape ? [[name, entry.shape]] : [])));
+}
+
+/** Names of the checkpoint's tensors of rank ≥ 2, read straight from its safetensors header. */
+export function expectedCheckpointLayers(file: string): string[] {
+  return [...checkpointShapes(file)].filter(([, shape]) => shape.length >= 2).map(([name]) => name);
 }

@@ -3,19 +3,13 @@
 import * as assert from 'node:assert/strict';
 import * as fs from 'node:fs';
 import * as vscode from 'vscode';
+import { EXCHANGE, FIXTURES, LARGE_CHECKPOINT, exchangePath, writeFileAtomic, type LargeTableRequest } from '../fixtures';
 import {
-  EXCHANGE,
-  FIXTURES,
-  LARGE_CHECKPOINT,
-  exchangePath,
-  writeFileAtomic,
-  type HarnessInfo,
-  type LargeTableRequest,
-} from '../fixtures';
-import {
+  checkpointShapes,
   closeAllEditors,
   expectedCheckpointLayers,
   fixture,
+  harnessWatching,
   quantLensApi,
   VIEW_TYPE,
   waitFor,
@@ -39,9 +33,7 @@ suite('5,000 layers', () => {
   });
 
   test('e2e: the browser scrolls, filters, sorts and selects in the 5,000-row table; the Layers tree follows', async function () {
-    const harnessFile = exchangePath(workspaceRoot(), EXCHANGE.harness);
-    const harness = fs.existsSync(harnessFile) ? (JSON.parse(fs.readFileSync(harnessFile, 'utf8')) as HarnessInfo) : undefined;
-    if (!harness?.screenshot) this.skip();
+    if (!harnessWatching()) this.skip();
     const api = await quantLensApi();
     await vscode.commands.executeCommand('quantlens.layers.focus');
     await vscode.commands.executeCommand('vscode.openWith', file(), VIEW_TYPE);
@@ -58,9 +50,7 @@ suite('5,000 layers', () => {
     );
 
     // The harness left the filter typed in and the table sorted by params: the webview reports exactly that view.
-    const params = new Map(
-      Object.entries(readHeader(file().fsPath)).map(([name, shape]) => [name, shape.reduce((a, b) => a * b, 1)]),
-    );
+    const params = new Map([...checkpointShapes(file().fsPath)].map(([name, shape]) => [name, shape.reduce((a, b) => a * b, 1)]));
     const names = expectedCheckpointLayers(file().fsPath);
     const expectedView = names
       .filter((name) => name.includes(LARGE_CHECKPOINT.filter))
@@ -79,15 +69,6 @@ suite('5,000 layers', () => {
     );
   });
 });
-
-function readHeader(file: string): Record<string, number[]> {
-  const bytes = fs.readFileSync(file);
-  const length = Number(bytes.readBigUInt64LE(0));
-  const header = JSON.parse(bytes.subarray(8, 8 + length).toString('utf8')) as Record<string, { shape?: number[] }>;
-  const shapes: Record<string, number[]> = {};
-  for (const [name, entry] of Object.entries(header)) if (name !== '__metadata__' && entry.shape) shapes[name] = entry.shape;
-  return shapes;
-}
 
 function sameNames(a: readonly string[], b: readonly string[]): boolean {
   return a.length === b.length && a.every((name, i) => name === b[i]);

@@ -13,13 +13,8 @@ import { loadAllocation } from '../../../extension/engine/export/allocation';
 import { reportPathFor } from '../../../extension/engine/search/report';
 import type { SearchReport } from '../../../extension/protocol/searchPanel';
 import type { QuantLensApi, SearchRendered } from '../../../extension/protocol/testApi';
-import { EXCHANGE, FIXTURES, exchangePath, writeFileAtomic, type HarnessInfo, type SearchPanelRequest } from '../fixtures';
-import { closeAllEditors, expectedOnnxLayers, fixture, quantLensApi, waitFor, workspaceRoot } from './helpers';
-
-function harnessWatching(): boolean {
-  const file = exchangePath(workspaceRoot(), EXCHANGE.harness);
-  return fs.existsSync(file) && (JSON.parse(fs.readFileSync(file, 'utf8')) as HarnessInfo).screenshot === true;
-}
+import { EXCHANGE, FIXTURES, exchangePath, writeFileAtomic, type SearchPanelRequest } from '../fixtures';
+import { closeAllEditors, expectedOnnxLayers, fixture, harnessWatching, quantLensApi, runEnded, waitFor, workspaceRoot } from './helpers';
 
 /** The last search's end state, once it is no longer running. */
 function searchEnded(api: QuantLensApi) {
@@ -59,15 +54,7 @@ suite('Mixed-precision search', () => {
       timestepCount: 2,
     });
     assert.equal(typeof recordPath, 'string');
-    const run = await waitFor(
-      'the analysis to end',
-      () => {
-        const s = api.lastRunState();
-        return s && s.recordPath === recordPath && s.status !== 'running' ? s : undefined;
-      },
-      () => JSON.stringify(api.lastRunState()),
-      180_000,
-    );
+    const run = await runEnded(api, (file) => file === recordPath);
     assert.equal(run.status, 'complete', run.message);
 
     const allocationPath = await vscode.commands.executeCommand<string | undefined>('quantlens.searchMixedPrecision', vscode.Uri.file(recordPath as string), {
@@ -89,7 +76,6 @@ suite('Mixed-precision search', () => {
       () => JSON.stringify(api.searchRendered() ?? 'no render'),
       60_000,
     );
-    assert.ok(rendered.frontPoints > 2, `front points ${rendered.frontPoints}`);
     assert.ok(rendered.measured !== null && Number.isFinite(rendered.measured) && rendered.measured > 0, `measured ${rendered.measured}`);
     assert.equal(rendered.allocationCells, layers.length * 1);
     assert.ok(rendered.chosenCost > 2 && rendered.chosenCost <= 5 + 1e-9, `chosen cost ${rendered.chosenCost} average bits`);
@@ -98,6 +84,11 @@ suite('Mixed-precision search', () => {
     assert.equal(allocation.ranges.length, 1);
     assert.deepEqual(Object.keys(allocation.ranges[0]!.layers).sort(), [...layers].sort());
     assert.equal(allocation.measured?.error, rendered.measured, 'the panel shows the measured number the file holds');
+    // The front and the chosen point the panel drew are the saved report's.
+    const report = JSON.parse(fs.readFileSync(reportPathFor(allocationPath as string), 'utf8')) as SearchReport;
+    assert.equal(report.ranges.length, 1);
+    assert.equal(rendered.frontPoints, report.ranges[0]!.front.length);
+    assert.equal(rendered.chosenCost, report.chosen.predicted.cost);
   });
 
   test('e2e: the search panel\'s webview holds the Pareto front canvas (screenshot)', async function () {
@@ -156,7 +147,8 @@ suite('Mixed-precision search', () => {
       () => JSON.stringify(api.searchRendered() ?? 'no render'),
       60_000,
     );
-    assert.ok(drawn.frontPoints > 2);
+    assert.equal(drawn.frontPoints, report.ranges[0]!.front.length);
+    assert.equal(drawn.chosenCost, report.chosen.predicted.cost);
   });
 
   test('An invalid pin pattern is refused with the reason, and nothing runs', async function () {
